@@ -1,0 +1,43 @@
+# Targeted unlearning of small instruct LMs: data -> perturbation -> DPO + LoRA -> generation -> scores -> report.
+# Run: snakemake --cores all   (see README.md; the DAG and artifacts are described in rules/*.smk)
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+# `--configfile` replaces the embedded default instead of being merged into it, so a config such as
+# configs/paper.yaml never inherits the default's model list.
+if not workflow.overwrite_configfiles:
+
+    configfile: "config.yaml"
+
+
+validate(config, "schemas/config.schema.yaml")
+
+
+include: "rules/common.smk"
+
+
+wildcard_constraints:
+    model="|".join(MODELS),
+    variant="base|unlearned",
+
+
+include: "rules/data.smk"
+include: "rules/models.smk"
+include: "rules/perturb.smk"
+include: "rules/train.smk"
+include: "rules/generate.smk"
+include: "rules/score.smk"
+include: "rules/report.smk"
+
+
+localrules:
+    all,
+    summarize,
+    report,
+
+
+rule all:
+    default_target: True
+    input:
+        rules.report.output,

@@ -1,0 +1,46 @@
+# Helpers shared by every .smk file: per-model settings and resources, and which inputs a job needs.
+import sys
+
+sys.path.insert(0, str(Path(workflow.basedir) / "workflow_scripts"))
+
+from unlearning.settings import perturb_settings, prompt_style, train_settings  # noqa: E402
+
+MODELS = list(config["models"])
+VARIANTS = ["base", "unlearned"]
+HEAVY_RUNTIME_SHARE = {"perturb": 1, "train_dpo_lora": 2, "generate": 1, "score": 1}
+
+
+
+def model_resources(model):
+    """mem_mb, runtime (minutes), gpu and threads of a model's heavy jobs, from its config entry."""
+    return config["models"][model]["resources"]
+
+
+def perturber_key():
+    """The models: key of the perturber when it is one of the run's models, else None."""
+    name = config["perturb"].get("model")
+    return name if name in config["models"] else None
+
+
+def perturber_inputs(wildcards):
+    key = perturber_key()
+    return {"model": f"results/models/{key}"} if key else {}
+
+
+def local_data_files(wildcards):
+    """Local data files of the run, so that editing one reruns prepare_data."""
+    specs = [config["data"]["persons"].get(r) for r in ("forget", "retain", "general")]
+    specs.append(config["data"]["truthfulqa"])
+    return [s["path"] for s in specs if s and s["source"] == "local"]
+
+
+def premade_inputs(wildcards):
+    path = config["perturb"].get("premade")
+    return {"premade": path} if path else {}
+
+
+def adapter_inputs(wildcards):
+    """The adapter of a model for the unlearned variant; nothing for base, which never waits on training."""
+    if wildcards.variant == "unlearned":
+        return {"adapter": f"results/train/{wildcards.model}/adapter"}
+    return {}

@@ -1,0 +1,46 @@
+rule perturb:
+    """Plausible wrong answers for every forget_train question, from the perturber LLM or a pre-made file."""
+    input:
+        unpack(perturber_inputs),
+        unpack(premade_inputs),
+        qa="results/data/qa.parquet",
+    output:
+        "results/perturb/perturbations.parquet",
+    params:
+        cfg=perturb_settings(config),
+        seed=config["seed"],
+        chat_template=(
+            config["models"][perturber_key()].get("chat_template", True) if perturber_key() else True
+        ),
+    threads: 2
+    resources:
+        gpu=1 if config["perturb"].get("model") and not config["perturb"].get("premade") else 0,
+        mem_mb=model_resources(perturber_key())["mem_mb"] if perturber_key() else 16000,
+        runtime=model_resources(perturber_key())["runtime"] if perturber_key() else 120,
+    conda:
+        "../envs/unlearning.yaml"
+    log:
+        "logs/perturb.log",
+    benchmark:
+        "results/benchmarks/perturb.tsv"
+    script:
+        "../workflow_scripts/perturb.py"
+
+
+rule build_pairs:
+    """DPO pairs: prompt, chosen (wrong answer or refusal), rejected (the true answer)."""
+    input:
+        qa="results/data/qa.parquet",
+        perturbations="results/perturb/perturbations.parquet",
+    output:
+        "results/perturb/dpo_pairs.parquet",
+    params:
+        per_question=config["pairs"]["per_question"],
+        refusals=config["perturb"]["refusals"],
+        seed=config["seed"],
+    conda:
+        "../envs/unlearning.yaml"
+    log:
+        "logs/build_pairs.log",
+    script:
+        "../workflow_scripts/build_pairs.py"

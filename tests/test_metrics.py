@@ -1,0 +1,221 @@
+"""Hand-worked checks for unlearning.metrics: each expected value is derived in a comment, not copied."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from unlearning.errors import InputError
+from unlearning.metrics import (
+    ROUGE_COLUMNS,
+    corpus_bleu,
+    is_degenerate,
+    mc1,
+    mc2,
+    rouge,
+    sentence_bleu,
+    tokenize_for_bleu,
+)
+
+REF = "the cat sat on the mat"
+
+# ---------------------------------------------------------------------------------------------------- ROUGE
+
+
+def test_rouge_identical_and_disjoint():
+    table = rouge([REF, "dogs bark loudly"], [REF, REF])
+    assert list(table.columns) == list(ROUGE_COLUMNS)
+    assert table.iloc[0].tolist() == pytest.approx([1.0, 1.0, 1.0])
+    assert table.iloc[1].tolist() == pytest.approx([0.0, 0.0, 0.0])
+
+
+def test_rouge_worked_substitution():
+    # ref  = the cat sat on the mat   (6 tokens)
+    # pred = the cat lay on the mat   (6 tokens)
+    # LCS = "the cat on the mat" = 5 -> P = 5/6, R = 5/6, F1 = 5/6.
+    # Unigram overlap (clipped): the x2, cat, on, mat = 5 of 6 on each side -> ROUGE-1 F1 = 5/6.
+    row = rouge(["the cat lay on the mat"], [REF]).iloc[0]
+    assert row["rougeL_f1"] == pytest.approx(5 / 6)
+    assert row["rougeL_recall"] == pytest.approx(5 / 6)
+    assert row["rouge1_f1"] == pytest.approx(5 / 6)
+
+
+def test_rouge_l_differs_from_rouge_1_on_reordering():
+    # pred = on the mat the cat sat: the same bag of words as ref, so ROUGE-1 F1 = 1.0.
+    # Longest common subsequence: "the cat sat" or "on the mat" (3 tokens); "the the mat" fails because
+    # pred has no "mat" after its second "the". LCS = 3 -> P = R = 3/6, F1 = 0.5.
+    # This is the case where the seed notebook's "ROUGE-L" (really ROUGE-1) would report 1.0.
+    row = rouge(["on the mat the cat sat"], [REF]).iloc[0]
+    assert row["rouge1_f1"] == pytest.approx(1.0)
+    assert row["rougeL_f1"] == pytest.approx(0.5)
+    assert row["rougeL_recall"] == pytest.approx(0.5)
+
+
+def test_rouge_recall_is_measured_against_the_reference():
+    # pred = "the cat" against the 6-token ref: LCS = 2 -> P = 2/2 = 1, R = 2/6 = 1/3,
+    # F1 = 2 * 1 * (1/3) / (1 + 1/3) = 0.5. If prediction and reference were swapped, recall would be 1.0.
+    # ROUGE-1: overlap 2, P = 1, R = 1/3 -> F1 = 0.5.
+    row = rouge(["the cat"], [REF]).iloc[0]
+    assert row["rougeL_recall"] == pytest.approx(1 / 3)
+    assert row["rougeL_f1"] == pytest.approx(0.5)
+    assert row["rouge1_f1"] == pytest.approx(0.5)
+
+
+def test_rouge_uses_stemming():
+    # Porter stems "running" to "run"; without stemming the two share no token and would score 0.
+    row = rouge(["the dog is running"], ["the dog is run"]).iloc[0]
+    assert row.tolist() == pytest.approx([1.0, 1.0, 1.0])
+    assert rouge(["running"], ["run"]).iloc[0]["rougeL_f1"] == pytest.approx(1.0)
+
+
+def test_rouge_preserves_row_order_and_empty_input():
+    table = rouge(["dogs bark", REF], [REF, REF])
+    assert table["rougeL_f1"].tolist() == pytest.approx([0.0, 1.0])
+    empty = rouge([], [])
+    assert len(empty) == 0 and list(empty.columns) == list(ROUGE_COLUMNS)
+
+
+def test_rouge_length_mismatch_names_both_lengths():
+    with pytest.raises(ValueError, match=r"2 predictions vs 1 references"):
+        rouge(["a", "b"], ["a"])
+
+
+def test_bare_string_is_refused():
+    with pytest.raises(InputError, match="single string"):
+        rouge("the cat", "the cat")  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------------------------------------------- BLEU
+
+
+def test_tokenize_for_bleu_lowercases_and_splits_punctuation():
+    assert tokenize_for_bleu("Don't stop!") == ["don", "'", "t", "stop", "!"]
+    assert tokenize_for_bleu("  The  CAT, sat.") == ["the", "cat", ",", "sat", "."]
+    assert tokenize_for_bleu("") == []
+
+
+def test_sentence_bleu_identical_disjoint_and_empty():
+    scores = sentence_bleu(["the cat sat down", "dogs bark", ""], ["The cat sat down", "cats meow", "x"])
+    assert scores == pytest.approx([1.0, 0.0, 0.0])
+
+
+def test_sentence_bleu_worked_example():
+    # pred = the cat sat on the mat        (c = 6 tokens)
+    # ref  = the cat sat on the red mat    (r = 7 tokens)
+    # p1: all 6 unigrams found (ref has "the" twice)                                   -> 6/6
+    # p2: the cat, cat sat, sat on, on the match; "the mat" does not                   -> 4/5
+    # p3: the cat sat, cat sat on, sat on the match; "on the mat" does not             -> 3/4
+    # p4: the cat sat on, cat sat on the match; "sat on the mat" does not              -> 2/3
+    # No precision is zero, so smoothing method 1 changes nothing.
+    # BP = exp(1 - r/c) = exp(1 - 7/6) = exp(-1/6)
+    # BLEU = exp(-1/6) * (1 * 4/5 * 3/4 * 2/3) ** (1/4) = exp(-1/6) * 0.4 ** 0.25 ~= 0.6732
+    expected = math.exp(-1 / 6) * 0.4**0.25
+    assert sentence_bleu([REF], ["the cat sat on the red mat"]) == pytest.approx([expected])
+
+
+def test_sentence_bleu_smoothing_method1():
+    # pred = the cat ran away, ref = the cat sat down (c = r = 4 -> BP = 1).
+    # p1 = 2/4, p2 = 1/3 ("the cat"), p3 = 0/2, p4 = 0/1. Method 1 replaces a zero numerator by epsilon = 0.1:
+    # p3 = 0.1/2, p4 = 0.1/1. BLEU = (1/2 * 1/3 * 1/20 * 1/10) ** (1/4) ~= 0.1699; unsmoothed BLEU would be 0.
+    expected = (1 / 2 * 1 / 3 * 1 / 20 * 1 / 10) ** 0.25
+    assert sentence_bleu(["the cat ran away"], ["the cat sat down"]) == pytest.approx([expected])
+    assert corpus_bleu(["the cat ran away"], ["the cat sat down"]) == pytest.approx(expected)
+
+
+def test_corpus_bleu_pools_counts_instead_of_averaging():
+    # Pair 1 is the worked example above (BLEU ~= 0.6732); pair 2 is a perfect 5-token match (BLEU 1.0).
+    # Pooled: p1 = (6+5)/(6+5) = 1, p2 = (4+4)/(5+4) = 8/9, p3 = (3+3)/(4+3) = 6/7, p4 = (2+2)/(3+2) = 4/5;
+    # c = 6+5 = 11, r = 7+5 = 12 -> BP = exp(1 - 12/11) = exp(-1/11).
+    # corpus BLEU = exp(-1/11) * (8/9 * 6/7 * 4/5) ** (1/4) ~= 0.8068, below the sentence mean ~= 0.8366
+    # because the pooled brevity penalty and the longer imperfect sentence dominate.
+    preds = [REF, "a quick brown fox jumps"]
+    refs = ["the cat sat on the red mat", "a quick brown fox jumps"]
+    sentence = sentence_bleu(preds, refs)
+    corpus = corpus_bleu(preds, refs)
+    expected = math.exp(-1 / 11) * (8 / 9 * 6 / 7 * 4 / 5) ** 0.25
+    assert sentence == pytest.approx([math.exp(-1 / 6) * 0.4**0.25, 1.0])
+    assert corpus == pytest.approx(expected)
+    assert corpus < sum(sentence) / len(sentence)
+
+
+def test_corpus_bleu_single_pair_equals_sentence_bleu_and_edge_cases():
+    pair = ([REF], ["the cat sat on the red mat"])
+    assert corpus_bleu(*pair) == pytest.approx(sentence_bleu(*pair)[0])
+    assert corpus_bleu(["", ""], ["a b c d", "e f g h"]) == 0.0
+    assert corpus_bleu(["dogs bark"], ["cats meow"]) == 0.0
+    with pytest.raises(ValueError, match="at least one"):
+        corpus_bleu([], [])
+
+
+def test_bleu_length_mismatch():
+    with pytest.raises(ValueError, match=r"1 predictions vs 2 references"):
+        sentence_bleu(["a"], ["a", "b"])
+    with pytest.raises(ValueError, match=r"1 predictions vs 2 references"):
+        corpus_bleu(["a"], ["a", "b"])
+
+
+# ---------------------------------------------------------------------------------------------- degenerate
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("", True),
+        ("   \n\t ", True),
+        ("no no no no no", True),  # (no, no, no) occurs 3 times
+        ("I don't know. I don't know. I don't know.", True),  # (i, don't, know.) x3
+        ("The cat sat. the CAT sat. THE cat SAT.", True),  # case-insensitive
+        ("I don't know. I don't know.", False),  # only twice
+        ("no no no no", False),  # (no, no, no) only twice
+        (REF, False),
+        ("ok", False),
+    ],
+)
+def test_is_degenerate(text, expected):
+    assert is_degenerate(text) is expected
+
+
+# ------------------------------------------------------------------------------------------ TruthfulQA MC
+
+
+def test_mc_two_option_item():
+    good, bad = math.log(0.75), math.log(0.25)
+    assert mc1(good, [bad]) == 1.0
+    assert mc2([good], [bad]) == pytest.approx(0.75)
+    # Swapped: the true answer is now the less likely one.
+    assert mc1(bad, [good]) == 0.0
+    assert mc2([bad], [good]) == pytest.approx(0.25)
+
+
+def test_mc_multiple_options_and_ties():
+    # Probabilities 0.2 + 0.1 correct vs 0.3 + 0.4 incorrect -> mc2 = 0.3 / 1.0.
+    assert mc2([math.log(0.2), math.log(0.1)], [math.log(0.3), math.log(0.4)]) == pytest.approx(0.3)
+    # MC1 needs the best answer to beat every incorrect option, strictly.
+    assert mc1(-1.0, [-2.0, -0.5]) == 0.0
+    assert mc1(-1.0, [-1.0]) == 0.0
+    assert mc1(-1.0, [-1.0 - 1e-9, -5.0]) == 1.0
+
+
+def test_mc_extreme_logliks_stay_finite():
+    # exp(-1000) underflows to 0.0, so a naive ratio is 0/0; in log space the answer is 1 / (1 + e^-1).
+    value = mc2([-1000.0], [-1001.0])
+    assert math.isfinite(value)
+    assert value == pytest.approx(1 / (1 + math.exp(-1)))
+    assert mc2([-300.0], [-300.0]) == pytest.approx(0.5)
+    assert mc1(-1000.0, [-1001.0]) == 1.0
+    # An option with zero probability contributes nothing.
+    assert mc2([-math.inf], [-5.0]) == 0.0
+
+
+def test_mc_empty_or_invalid_options_raise():
+    with pytest.raises(ValueError, match="incorrect_logliks is empty"):
+        mc1(-1.0, [])
+    with pytest.raises(ValueError, match="correct_logliks is empty"):
+        mc2([], [-1.0])
+    with pytest.raises(ValueError, match="incorrect_logliks is empty"):
+        mc2([-1.0], [])
+    with pytest.raises(ValueError, match="NaN"):
+        mc2([float("nan")], [-1.0])
+    with pytest.raises(ValueError, match="-inf"):
+        mc2([-math.inf], [-math.inf])

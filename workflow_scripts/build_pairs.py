@@ -1,0 +1,21 @@
+"""Snakemake entry: DPO preference pairs (rule build_pairs)."""
+
+from unlearning.entry import stage
+from unlearning.pairs import build_pairs
+from unlearning.parquet_io import read_parquet, write_parquet
+from unlearning.perturb import forget_questions
+
+smk = snakemake  # noqa: F821 (injected by Snakemake)
+
+with stage("build_pairs", smk.log) as log:
+    train, _ = forget_questions(read_parquet(smk.input.qa))
+    pairs = build_pairs(
+        train,
+        read_parquet(smk.input.perturbations),
+        per_question=smk.params.per_question,
+        refusals=smk.params.refusals,
+        seed=smk.params.seed,
+    )
+    log.info("DPO pairs: %d (%s)", len(pairs), pairs["kind"].value_counts().to_dict())
+    config = {"per_question": smk.params.per_question, "refusals": smk.params.refusals}
+    write_parquet(pairs, smk.output[0], stage="build_pairs", config=config, seed=smk.params.seed)

@@ -1,0 +1,33 @@
+"""Snakemake entry: answers of one model variant to every evaluation question (rule generate)."""
+
+from unlearning.entry import stage
+from unlearning.evaluation import answer_questions, evaluation_questions
+from unlearning.models import Manifest, load_model, pick_device
+from unlearning.parquet_io import read_parquet, write_parquet
+from unlearning.prompting import PromptStyle
+
+smk = snakemake  # noqa: F821 (injected by Snakemake)
+
+with stage("generate", smk.log) as log:
+    cfg = smk.params.cfg
+    model, tokenizer = load_model(
+        Manifest.load(f"{smk.input.model}/model.json"),
+        adapter=smk.input.get("adapter"),
+        device=pick_device(requested_gpu=smk.resources.gpu > 0),
+    )
+    questions = evaluation_questions(read_parquet(smk.input.qa), read_parquet(smk.input.truthfulqa))
+    table = answer_questions(
+        model,
+        tokenizer,
+        questions,
+        PromptStyle(**smk.params.style),
+        max_new_tokens=cfg["max_new_tokens"],
+        batch_size=cfg["batch_size"],
+    )
+    log.info("%d answers, %d new tokens", len(table), int(table["new_tokens"].sum()))
+    write_parquet(
+        table,
+        smk.output[0],
+        stage="generate",
+        config={"generate": cfg, "style": smk.params.style, "variant": smk.wildcards.variant},
+    )

@@ -1,0 +1,22 @@
+"""Snakemake entry: load, validate and split the data (rule prepare_data)."""
+
+from unlearning.entry import stage
+from unlearning.parquet_io import write_parquet
+from unlearning.qa_data import build_qa, build_truthfulqa
+
+smk = snakemake  # noqa: F821 (injected by Snakemake)
+
+with stage("prepare_data", smk.log) as log:
+    data, seed = smk.params.data, smk.params.seed
+    qa = build_qa(data["persons"], data["forget_test_fraction"], seed)
+    truthfulqa = build_truthfulqa(data["truthfulqa"], seed)
+    log.info("QA pairs per split: %s", qa["split"].value_counts().to_dict())
+    log.info("TruthfulQA items: %d", len(truthfulqa))
+    write_parquet(
+        qa,
+        smk.output.qa,
+        stage="prepare_data",
+        config={"persons": data["persons"], "forget_test_fraction": data["forget_test_fraction"]},
+        seed=seed,
+    )
+    write_parquet(truthfulqa, smk.output.truthfulqa, stage="prepare_data", config=data["truthfulqa"], seed=seed)

@@ -1,0 +1,26 @@
+"""Snakemake entry: per-row scores of one model variant (rule score)."""
+
+from unlearning.entry import stage
+from unlearning.evaluation import score_answers
+from unlearning.models import Manifest, load_model, pick_device
+from unlearning.parquet_io import read_parquet, write_parquet
+from unlearning.prompting import PromptStyle
+
+smk = snakemake  # noqa: F821 (injected by Snakemake)
+
+with stage("score", smk.log) as log:
+    model, tokenizer = load_model(
+        Manifest.load(f"{smk.input.model}/model.json"),
+        adapter=smk.input.get("adapter"),
+        device=pick_device(requested_gpu=smk.resources.gpu > 0),
+    )
+    scores = score_answers(
+        model,
+        tokenizer,
+        read_parquet(smk.input.generations),
+        read_parquet(smk.input.truthfulqa),
+        PromptStyle(**smk.params.style),
+        batch_size=smk.params.cfg["batch_size"],
+    )
+    log.info("scored %d rows", len(scores))
+    write_parquet(scores, smk.output[0], stage="score", config={"score": smk.params.cfg, "style": smk.params.style})

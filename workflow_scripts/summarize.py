@@ -1,0 +1,13 @@
+"""Snakemake entry: the long summary table of all scores (rule summarize)."""
+
+from unlearning.entry import stage
+from unlearning.evaluation import build_summary
+from unlearning.parquet_io import read_parquet, write_parquet
+
+smk = snakemake  # noqa: F821 (injected by Snakemake)
+
+with stage("summarize", smk.log) as log:
+    tables = {tuple(key): read_parquet(path) for key, path in zip(smk.params.runs, smk.input, strict=True)}
+    summary = build_summary(tables)
+    log.info("summary: %d rows", len(summary))
+    write_parquet(summary, smk.output[0], stage="summarize", config={"runs": smk.params.runs})

@@ -1,0 +1,187 @@
+"""Answer every evaluation question with a model variant, then score the answers.
+
+The same questions (forget_train, forget_test, retain, general and TruthfulQA) are answered by the base model and
+by the unlearned one, with the same prompts and greedy decoding, so that any difference is the adapter's doing.
+Scores combine text overlap with the truth (ROUGE, BLEU), the model's own probability of the true answer
+(teacher-forced), TruthfulQA multiple choice by log-likelihood, and fluency (perplexity under the base model,
+degenerate repetition).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from . import metrics
+from .generation import generate
+from .likelihood import continuation_logliks
+from .prompting import PromptStyle, build_prompt
+
+GENERATION_COLUMNS = ["id", "split", "person", "question", "reference", "generation", "new_tokens"]
+EVAL_SPLITS = ("forget_train", "forget_test", "retain", "general", "truthfulqa")
+
+
+def evaluation_questions(qa: pd.DataFrame, truthfulqa: pd.DataFrame) -> pd.DataFrame:
+    """``id, split, person, question, reference`` for every QA pair and TruthfulQA item (best answer as reference)."""
+    persons = qa[["id", "split", "person", "question", "answer"]].rename(columns={"answer": "reference"})
+    tqa = pd.DataFrame(
+        {
+            "id": truthfulqa["id"],
+            "split": "truthfulqa",
+            "person": "",
+            "question": truthfulqa["question"],
+            "reference": truthfulqa["best_answer"],
+        }
+    )
+    return pd.concat([persons, tqa], ignore_index=True)
+
+
+def prompts_for(tokenizer: PreTrainedTokenizerBase, questions: Sequence[str], style: PromptStyle) -> list[str]:
+    return [build_prompt(tokenizer, q, **vars(style)) for q in questions]
+
+
+def answer_questions(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    questions: pd.DataFrame,
+    style: PromptStyle,
+    *,
+    max_new_tokens: int,
+    batch_size: int,
+) -> pd.DataFrame:
+    """One greedy answer per question, in the generation table's columns."""
+    outs = generate(
+        model,
+        tokenizer,
+        prompts_for(tokenizer, questions["question"], style),
+        max_new_tokens=max_new_tokens,
+        batch_size=batch_size,
+        desc="generate",
+    )
+    table = questions.copy()
+    table["generation"] = [o.text for o in outs]
+    table["new_tokens"] = np.array([o.new_tokens for o in outs], dtype="int64")
+    return table[GENERATION_COLUMNS].reset_index(drop=True)
+
+
+def _logliks(model, tokenizer, prompts, continuations, batch_size, desc):  # noqa: ANN001, ANN202
+    return continuation_logliks(model, tokenizer, prompts, continuations, batch_size=batch_size, desc=desc)
+
+
+def score_answers(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    generations: pd.DataFrame,
+    truthfulqa: pd.DataFrame,
+    style: PromptStyle,
+    *,
+    batch_size: int,
+) -> pd.DataFrame:
+    """Per-row scores of one variant's generations.
+
+    Likelihoods are computed under ``model`` as given (the variant); perplexity of the generations under the base
+    model, i.e. with the adapter disabled when ``model`` carries one, so fluency is judged by one fixed judge.
+    """
+    df = generations.reset_index(drop=True).copy()
+    df = pd.concat([df, metrics.rouge(df["generation"].tolist(), df["reference"].tolist())], axis=1)
+    df["bleu"] = metrics.sentence_bleu(df["generation"].tolist(), df["reference"].tolist())
+    df["degenerate"] = [metrics.is_degenerate(g) for g in df["generation"]]
+    prompts = prompts_for(tokenizer, df["question"], style)
+
+    # one batched pass for every likelihood the variant model is asked for: true answers, then MC options
+    requests: list[tuple[str, str]] = [(p, ref) for p, ref in zip(prompts, df["reference"], strict=True)]
+    mc_slices: dict[str, tuple[int, int, int, int]] = {}
+    tqa = truthfulqa.set_index("id")
+    prompt_of = dict(zip(df["id"], prompts, strict=True))
+    for qid in df.loc[df["split"] == "truthfulqa", "id"]:
+        item = tqa.loc[qid]
+        start = len(requests)
+        options = [item["best_answer"], *item["correct_answers"], *item["incorrect_answers"]]
+        requests += [(prompt_of[qid], o) for o in options]
+        mc_slices[qid] = (start, len(item["correct_answers"]), len(item["incorrect_answers"]), len(options))
+    lls = _logliks(model, tokenizer, [r[0] for r in requests], [r[1] for r in requests], batch_size, "likelihood")
+    df["answer_prob"] = [math.exp(ll.mean) if ll.tokens else math.nan for ll in lls[: len(df)]]
+    mc1, mc2 = [], []
+    for qid in df["id"]:
+        if qid not in mc_slices:
+            mc1.append(math.nan)
+            mc2.append(math.nan)
+            continue
+        start, n_correct, n_incorrect, n = mc_slices[qid]
+        totals = [ll.total for ll in lls[start : start + n]]
+        best, correct, incorrect = totals[0], totals[1 : 1 + n_correct], totals[1 + n_correct :]
+        mc1.append(metrics.mc1(best, incorrect))
+        mc2.append(metrics.mc2(correct, incorrect))
+    df["mc1"], df["mc2"] = mc1, mc2
+
+    def perplexities() -> list[float]:
+        gens = _logliks(model, tokenizer, prompts, df["generation"].tolist(), batch_size, "perplexity")
+        return [math.exp(-ll.mean) if ll.tokens else math.nan for ll in gens]
+
+    if hasattr(model, "disable_adapter"):
+        with model.disable_adapter():
+            df["perplexity"] = perplexities()
+    else:
+        df["perplexity"] = perplexities()
+    return df
+
+
+SPLIT_METRICS = ("rougeL_recall", "rougeL_f1", "rouge1_f1", "bleu_sentence", "answer_prob", "perplexity")
+
+
+def _row(model: str, variant: str, split: str, metric: str, value: float) -> dict:
+    return {"model": model, "variant": variant, "split": split, "metric": metric, "value": float(value)}
+
+
+def summarize_variant(scores: pd.DataFrame, model: str, variant: str) -> list[dict]:
+    """Aggregate rows (``model, variant, split, metric, value``) for one variant; empty splits get n=0 and NaN."""
+    rows = []
+    for split in EVAL_SPLITS:
+        part = scores[scores["split"] == split]
+        values: dict[str, float] = {"n": float(len(part))}
+        if len(part):
+            values.update(
+                rougeL_recall=part["rougeL_recall"].mean(),
+                rougeL_f1=part["rougeL_f1"].mean(),
+                rouge1_f1=part["rouge1_f1"].mean(),
+                bleu_corpus=metrics.corpus_bleu(part["generation"].tolist(), part["reference"].tolist()),
+                bleu_sentence=part["bleu"].mean(),
+                answer_prob=part["answer_prob"].mean(),
+                perplexity=part["perplexity"].mean(),
+                degenerate_rate=part["degenerate"].astype(float).mean(),
+            )
+        else:
+            values.update({m: math.nan for m in (*SPLIT_METRICS, "bleu_corpus", "degenerate_rate")})
+        if split == "truthfulqa":
+            values.update({m: part[m].mean() if len(part) else math.nan for m in ("mc1", "mc2")})
+        rows += [_row(model, variant, split, k, v) for k, v in values.items()]
+    return rows
+
+
+def headline_rows(summary: pd.DataFrame) -> list[dict]:
+    """Per-model headline figures: ROUGE-L recall drop per split, MC2, perplexity and degeneracy changes."""
+    rows = []
+    wide = summary.pivot_table(index=["model", "split", "metric"], columns="variant", values="value", dropna=False)
+    if not {"base", "unlearned"} <= set(wide.columns):
+        return rows
+    for (model, split, metric), r in wide.iterrows():
+        base, unlearned = r["base"], r["unlearned"]
+        if metric == "rougeL_recall":
+            rows.append(_row(model, "headline", split, "rougeL_recall_drop", base - unlearned))
+        elif metric in ("mc2", "perplexity", "degenerate_rate"):
+            rows.append(_row(model, "headline", split, f"{metric}_change", unlearned - base))
+    return rows
+
+
+def build_summary(scores: dict[tuple[str, str], pd.DataFrame]) -> pd.DataFrame:
+    """The long summary table of every scored (model, variant), with headline rows appended."""
+    rows = []
+    for (model, variant), table in sorted(scores.items()):
+        rows += summarize_variant(table, model, variant)
+    summary = pd.DataFrame(rows, columns=["model", "variant", "split", "metric", "value"])
+    summary = pd.concat([summary, pd.DataFrame(headline_rows(summary), columns=summary.columns)], ignore_index=True)
+    return summary.astype({"value": "float64"})

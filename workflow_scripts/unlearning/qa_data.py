@@ -1,0 +1,142 @@
+"""Build the QA table of the run: validate persons' QA pairs and split them into forget/retain/general.
+
+The split decides what the model is trained to forget and what it is tested on, so it must be deterministic
+(the same seed gives byte-identical Parquet), must hold out questions of every forgotten person (to see whether
+forgetting generalises beyond the trained questions), and must never put one person on both sides.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import Mapping
+from typing import Any
+
+import pandas as pd
+
+from .data_sources import describe, load_source, map_columns
+from .errors import InputError
+
+QA_COLUMNS = ["id", "person", "question", "answer", "split"]
+SPLITS = ("forget_train", "forget_test", "retain", "general")
+ROLE_SPLIT = {"retain": "retain", "general": "general"}
+TRUTHFULQA_COLUMNS = ["id", "category", "question", "best_answer", "correct_answers", "incorrect_answers"]
+
+
+def stable_id(prefix: str, *parts: str) -> str:
+    """An id that depends only on the text, so reruns and reorderings keep ids."""
+    digest = hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:12]
+    return f"{prefix}-{digest}"
+
+
+def clean_qa(df: pd.DataFrame, where: str) -> pd.DataFrame:
+    """Strip text and reject null or empty cells and duplicate questions, naming the data row (1-based)."""
+    df = df.reset_index(drop=True).copy()
+    for column in ("person", "question", "answer"):
+        values = df[column]
+        for i, value in enumerate(values):
+            if value is None or (isinstance(value, float) and pd.isna(value)) or not str(value).strip():
+                raise InputError(f"{where}: data row {i + 1}: column {column!r} is empty (expected text)")
+        df[column] = values.map(lambda v: " ".join(str(v).split()))
+    dup = df["question"].duplicated(keep="first")
+    if dup.any():
+        i = int(dup.idxmax())
+        first = int((df["question"] == df.loc[i, "question"]).idxmax())
+        raise InputError(
+            f"{where}: data row {i + 1} repeats the question of data row {first + 1}: {df.loc[i, 'question']!r}"
+        )
+    return df
+
+
+def split_forget(df: pd.DataFrame, fraction: float, seed: int) -> pd.Series:
+    """forget_train/forget_test labels: per person, a seeded shuffle holds out ``fraction`` (≥ 1 when ≥ 2 pairs)."""
+    labels = pd.Series("forget_train", index=df.index)
+    for person, group in df.groupby("person", sort=True):
+        order = sorted(group.index, key=lambda i: df.at[i, "question"])
+        random.Random(f"{seed}:{person}").shuffle(order)
+        n_test = max(1, round(fraction * len(order))) if len(order) >= 2 else 0
+        labels.loc[order[:n_test]] = "forget_test"
+    return labels
+
+
+def build_qa(persons: Mapping[str, Any], fraction: float, seed: int) -> pd.DataFrame:
+    """The run's QA table from the configured forget/retain/general sources."""
+    tables = {}
+    for role in ("forget", "retain", "general"):
+        spec = persons.get(role)
+        if spec is None:
+            continue
+        where = describe(spec)
+        raw = load_source(spec)
+        mapping = {**persons["columns"], **(spec.get("columns") or {})}
+        tables[role] = clean_qa(map_columns(raw, mapping, where), where)
+    if "forget" not in tables:
+        raise InputError("config key data.persons.forget is required: nothing to forget")
+    forget_people = set(tables["forget"]["person"])
+    for role in ("retain", "general"):
+        if role in tables:
+            both = sorted(forget_people & set(tables[role]["person"]))
+            if both:
+                raise InputError(
+                    f"{describe(persons[role])}: person(s) {both} are also in the forget set "
+                    f"({describe(persons['forget'])}); a person is either forgotten or retained"
+                )
+    seen: dict[str, str] = {}
+    parts = []
+    for role, df in tables.items():
+        for question in df["question"]:
+            if question in seen:
+                raise InputError(f"{describe(persons[role])}: question {question!r} also appears in {seen[question]}")
+            seen[question] = describe(persons[role])
+        df = df.copy()
+        df["split"] = split_forget(df, fraction, seed) if role == "forget" else ROLE_SPLIT[role]
+        parts.append(df)
+    qa = pd.concat(parts, ignore_index=True)
+    qa["id"] = [stable_id(s, p, q) for s, p, q in zip(qa["split"], qa["person"], qa["question"], strict=True)]
+    order = {s: i for i, s in enumerate(SPLITS)}
+    qa = qa.sort_values(["split", "person", "question"], key=lambda c: c.map(order) if c.name == "split" else c)
+    return qa[QA_COLUMNS].reset_index(drop=True)
+
+
+def _as_list(value: Any, where: str, row: int, column: str) -> list[str]:
+    """TruthfulQA answer lists come as ';'-separated strings (official CSV) or as lists (hub)."""
+    if isinstance(value, str):
+        items = value.split(";")
+    elif value is None or (isinstance(value, float) and pd.isna(value)):
+        items = []
+    else:
+        items = list(value)
+    items = [" ".join(str(x).split()) for x in items if str(x).strip()]
+    if not items:
+        raise InputError(f"{where}: data row {row + 1}: column {column!r} has no answers (expected a list)")
+    return items
+
+
+def build_truthfulqa(spec: Mapping[str, Any], seed: int) -> pd.DataFrame:
+    """TruthfulQA items with list-valued answers, optionally a seeded subset of ``limit`` items."""
+    where = describe(spec)
+    df = map_columns(load_source(spec), spec["columns"], where).reset_index(drop=True)
+    rows = []
+    for i, rec in enumerate(df.to_dict("records")):
+        question = str(rec.get("question") or "").strip()
+        best = str(rec.get("best_answer") or "").strip()
+        if not question or not best:
+            raise InputError(f"{where}: data row {i + 1}: empty question or best answer")
+        rows.append(
+            {
+                "id": stable_id("truthfulqa", question),
+                "category": str(rec.get("category") or ""),
+                "question": question,
+                "best_answer": best,
+                "correct_answers": _as_list(rec["correct_answers"], where, i, "correct_answers"),
+                "incorrect_answers": _as_list(rec["incorrect_answers"], where, i, "incorrect_answers"),
+            }
+        )
+    out = pd.DataFrame(rows, columns=TRUTHFULQA_COLUMNS)
+    dup = out["question"].duplicated()
+    if dup.any():
+        raise InputError(f"{where}: data row {int(dup.idxmax()) + 1} repeats a question: {out.question[dup].iloc[0]!r}")
+    limit = spec.get("limit")
+    if limit is not None and limit < len(out):
+        out = out.sample(n=limit, random_state=seed)
+    return out.sort_values("id").reset_index(drop=True)
