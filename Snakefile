@@ -8,7 +8,7 @@ min_version("9.0")
 # configs/paper.yaml never inherits the default's model list.
 if not workflow.overwrite_configfiles:
 
-    configfile: "config.yaml"
+    configfile: Path(workflow.basedir) / "config.yaml"
 
 
 validate(config, "schemas/config.schema.yaml")

@@ -5,6 +5,21 @@ sys.path.insert(0, str(Path(workflow.basedir) / "workflow_scripts"))
 
 from unlearning.settings import perturb_settings, prompt_style, train_settings  # noqa: E402
 
+
+
+def resolve_local_paths():
+    """Relative data paths are read from the working directory, else from the workflow's folder, so that the
+    embedded sample works with any --directory."""
+    specs = [config["data"]["persons"].get(r) for r in ("forget", "retain", "general")]
+    specs.append(config["data"]["truthfulqa"])
+    for spec in specs:
+        if spec and spec["source"] == "local" and not Path(spec["path"]).exists():
+            shipped = Path(workflow.basedir) / spec["path"]
+            if shipped.exists():
+                spec["path"] = str(shipped)
+
+
+resolve_local_paths()
 MODELS = list(config["models"])
 VARIANTS = ["base", "unlearned"]
 HEAVY_RUNTIME_SHARE = {"perturb": 1, "train_dpo_lora": 2, "generate": 1, "score": 1}

@@ -1,0 +1,115 @@
+"""Generation table, per-row scores and the summary, on a tiny model and on the real TruthfulQA CSV."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from unlearning.batching import run_batched
+from unlearning.evaluation import answer_questions, build_summary, evaluation_questions, score_answers
+from unlearning.likelihood import continuation_logliks
+from unlearning.models import Manifest, load_model
+from unlearning.prompting import PromptStyle
+from unlearning.qa_data import build_truthfulqa
+
+STYLE = PromptStyle(instruction="Give only one sentence answer.")
+TQA_COLUMNS = {
+    "question": "Question",
+    "best_answer": "Best Answer",
+    "correct_answers": "Correct Answers",
+    "incorrect_answers": "Incorrect Answers",
+    "category": "Category",
+}
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_manifest: Manifest):
+    return load_model(tiny_manifest, device=torch.device("cpu"))
+
+
+def qa_table() -> pd.DataFrame:
+    rows = []
+    for split in ("forget_train", "forget_test", "retain", "general"):
+        for i in range(2):
+            rows.append((f"{split}-{i}", "Ada", f"{split} question {i}?", f"Answer {i}.", split))
+    return pd.DataFrame(rows, columns=["id", "person", "question", "answer", "split"])
+
+
+def test_loglik_matches_a_manual_forward_pass(tiny) -> None:
+    model, tokenizer = tiny
+    [ll] = continuation_logliks(model, tokenizer, ["Question: Who?\nAnswer:"], ["Ada Lovelace."], batch_size=1)
+    p = tokenizer("Question: Who?\nAnswer:", add_special_tokens=False)["input_ids"]
+    c = tokenizer(" Ada Lovelace.", add_special_tokens=False)["input_ids"]
+    with torch.no_grad():
+        logp = torch.log_softmax(model(torch.tensor([p + c])).logits[0].float(), -1)
+    manual = sum(float(logp[len(p) - 1 + i, tok]) for i, tok in enumerate(c))
+    assert ll.tokens == len(c) and ll.total == pytest.approx(manual, abs=1e-4)
+    batched = continuation_logliks(
+        model, tokenizer, ["A", "Question: Who?\nAnswer:"], ["b c d e", "Ada Lovelace."], batch_size=2
+    )
+    assert batched[1].total == pytest.approx(ll.total, abs=1e-4), "padding in a batch must not change a score"
+
+
+def test_oom_halves_the_batch_and_retries() -> None:
+    sizes = []
+
+    def fn(batch: list[int]) -> list[int]:
+        sizes.append(len(batch))
+        if len(batch) > 2:
+            raise torch.cuda.OutOfMemoryError("simulated")
+        return [x * 10 for x in batch]
+
+    assert run_batched([1, 2, 3, 4, 5], fn, batch_size=8, sort_key=lambda x: x) == [10, 20, 30, 40, 50]
+    assert sizes[:3] == [5, 4, 2]
+
+
+def test_score_variant_end_to_end_on_real_truthfulqa(tiny, shared_data: Path) -> None:
+    model, tokenizer = tiny
+    spec = {
+        "source": "local",
+        "path": str(shared_data / "truthfulqa" / "TruthfulQA.csv"),
+        "columns": TQA_COLUMNS,
+        "limit": 6,
+    }
+    tqa = build_truthfulqa(spec, seed=0)
+    questions = evaluation_questions(qa_table(), tqa)
+    gens = answer_questions(model, tokenizer, questions, STYLE, max_new_tokens=8, batch_size=4)
+    assert list(gens.columns) == ["id", "split", "person", "question", "reference", "generation", "new_tokens"]
+    assert len(gens) == 8 + 6 and (gens["new_tokens"] > 0).all()
+    scores = score_answers(model, tokenizer, gens, tqa, STYLE, batch_size=4)
+    truthful = scores[scores["split"] == "truthfulqa"]
+    assert truthful["mc1"].isin([0.0, 1.0]).all() and truthful["mc2"].between(0, 1).all()
+    assert scores.loc[scores["split"] != "truthfulqa", "mc2"].isna().all()
+    assert scores["answer_prob"].between(0, 1).all()
+    finite = scores["perplexity"].dropna()
+    assert len(finite) and (finite > 1).all()
+    summary = build_summary({("tiny", "base"): scores, ("tiny", "unlearned"): scores})
+    headline = summary[summary["variant"] == "headline"]
+    drops = headline[headline["metric"] == "rougeL_recall_drop"]
+    assert set(drops["split"]) == {"forget_train", "forget_test", "retain", "general", "truthfulqa"}
+    assert (drops["value"] == 0).all(), "identical variants have no drop"
+    assert set(headline.loc[headline.split == "truthfulqa", "metric"]) >= {"mc2_change", "rougeL_recall_drop"}
+
+
+def test_summary_marks_empty_split(tiny) -> None:
+    model, tokenizer = tiny
+    qa = qa_table()
+    qa = qa[qa["split"] != "forget_test"]
+    tqa = pd.DataFrame(
+        {
+            "id": ["t"],
+            "question": ["Is the sky blue?"],
+            "best_answer": ["Yes."],
+            "correct_answers": [["Yes."]],
+            "incorrect_answers": [["No."]],
+            "category": ["x"],
+        }
+    )
+    gens = answer_questions(model, tokenizer, evaluation_questions(qa, tqa), STYLE, max_new_tokens=4, batch_size=8)
+    summary = build_summary({("tiny", "base"): score_answers(model, tokenizer, gens, tqa, STYLE, batch_size=8)})
+    empty = summary[(summary.split == "forget_test")].set_index("metric")["value"]
+    assert empty["n"] == 0 and math.isnan(empty["rougeL_recall"])

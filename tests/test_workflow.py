@@ -1,0 +1,203 @@
+"""The Snakemake DAG: lint, dry runs of both configs, config validation, a real end-to-end run on a tiny model,
+what reruns after a settings change, and Snakemake's own report."""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from unlearning.parquet_io import read_metadata, read_parquet
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+
+
+def snakemake(*args: str, cwd: Path = ROOT, check: bool = True, timeout: int = 900) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    proc = subprocess.run(
+        [*SNAKEMAKE, "--snakefile", str(ROOT / "Snakefile"), *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
+    return proc
+
+
+def planned_jobs(output: str) -> dict[str, int]:
+    """Rule -> job count from the 'Job stats' table of a dry run."""
+    jobs = {}
+    table = output.split("Job stats:", 1)[1] if "Job stats:" in output else ""
+    for line in table.splitlines():
+        m = re.match(r"^(\w+)\s+(\d+)$", line.strip())
+        if m and m.group(1) != "total":
+            jobs[m.group(1)] = int(m.group(2))
+    return jobs
+
+
+def test_lint_passes() -> None:
+    out = snakemake("--lint")
+    assert "Congratulations" in out.stdout + out.stderr
+
+
+@pytest.mark.parametrize("configfile", [None, "configs/paper.yaml"])
+def test_dry_run_plans_the_whole_dag(configfile: str | None, tmp_path: Path) -> None:
+    args = ["-n", "--directory", str(tmp_path)]
+    if configfile:
+        args += ["--configfile", str(ROOT / configfile)]
+    out = snakemake(*args, cwd=ROOT)
+    jobs = planned_jobs(out.stdout)
+    n_models = 3 if configfile else 1
+    assert jobs["train_dpo_lora"] == n_models and jobs["import_model"] == n_models
+    assert jobs["generate"] == jobs["score"] == 2 * n_models
+    assert {"prepare_data", "perturb", "build_pairs", "summarize", "report", "all"} <= set(jobs)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda c: c["train"]["dpo"].update(beta="high"), r"'high' is not of type 'number'"),
+        (lambda c: c["generate"].update(max_tokens=4), r"Additional properties are not allowed \('max_tokens'"),
+        (lambda c: c.pop("models"), r"'models' is a required property"),
+        (lambda c: c["perturb"]["refusals"].update(mode="sometimes"), r"'sometimes' is not one of"),
+    ],
+)
+def test_bad_config_fails_before_any_job(change, message: str, tmp_path: Path) -> None:  # noqa: ANN001
+    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    change(config)
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(config))
+    out = snakemake("-n", "--directory", str(tmp_path), "--configfile", str(tmp_path / "bad.yaml"), check=False)
+    assert out.returncode != 0
+    assert re.search(message, out.stdout + out.stderr), out.stderr[-2000:]
+    assert not (tmp_path / "results").exists()
+
+
+def tiny_config(model_dir: Path) -> dict:
+    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    for role in ("forget", "retain", "general"):
+        spec = config["data"]["persons"][role]
+        spec["path"] = str(ROOT / spec["path"])
+    config["data"]["truthfulqa"]["path"] = str(ROOT / config["data"]["truthfulqa"]["path"])
+    config["data"]["truthfulqa"]["limit"] = 8
+    config["models"] = {"tiny": {"path": str(model_dir), "resources": {"mem_mb": 2000, "runtime": 10, "threads": 1}}}
+    config["perturb"].update(model="tiny", k=2, max_rounds=1, max_new_tokens=8, max_failed_fraction=1.0)
+    config["train"]["dpo"].update(epochs=1, batch_size=8, learning_rate=5e-3, max_length=96, max_prompt_length=64)
+    config["generate"].update(max_new_tokens=8)
+    return config
+
+
+@pytest.fixture(scope="module")
+def e2e(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    workdir = tmp_path_factory.mktemp("e2e")
+    config = tiny_config(tiny_model_dir)
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    snakemake("--cores", "2", "--directory", str(workdir), "--configfile", str(workdir / "config.yaml"))
+    return workdir, config
+
+
+@pytest.mark.slow
+def test_end_to_end_run_writes_every_artifact(e2e: tuple[Path, dict]) -> None:
+    workdir, _ = e2e
+    results = workdir / "results"
+    qa = read_parquet(results / "data" / "qa.parquet")
+    assert set(qa["split"]) == {"forget_train", "forget_test", "retain", "general"}
+    pairs = read_parquet(
+        results / "perturb" / "dpo_pairs.parquet", ["prompt", "chosen", "rejected", "kind", "source_id"]
+    )
+    assert len(pairs) > 0
+    log = read_parquet(results / "train" / "tiny" / "log.parquet")
+    assert log["rewards_margins"].iloc[-1] > log["rewards_margins"].iloc[0]
+    assert (results / "train" / "tiny" / "adapter" / "adapter_model.safetensors").is_file()
+    for variant in ("base", "unlearned"):
+        gens = read_parquet(results / "generate" / "tiny" / f"{variant}.parquet")
+        assert len(gens) == len(qa) + 8
+        scores = read_parquet(results / "score" / "tiny" / f"{variant}.parquet")
+        assert scores["rougeL_recall"].between(0, 1).all()
+    base = read_parquet(results / "generate" / "tiny" / "base.parquet")
+    unlearned = read_parquet(results / "generate" / "tiny" / "unlearned.parquet")
+    assert not base["generation"].equals(unlearned["generation"]), "the adapter changes the answers"
+    summary = read_parquet(results / "score" / "summary.parquet", ["model", "variant", "split", "metric", "value"])
+    assert {"base", "unlearned", "headline"} <= set(summary["variant"])
+    meta = read_metadata(results / "score" / "summary.parquet")
+    assert meta["stage"] == "summarize" and "torch" in meta["versions"]
+    html = (results / "report" / "report.html").read_text()
+    assert "data:image/png;base64," in html and (results / "report" / "report.md").is_file()
+    assert list((results / "benchmarks").rglob("*.tsv")), "heavy jobs write benchmark files"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("change", "rerun", "kept"),
+    [
+        (
+            lambda c: c["perturb"].update(temperature=0.7),
+            {"perturb", "build_pairs", "train_dpo_lora", "generate", "score", "summarize", "report"},
+            {"prepare_data", "import_model"},
+        ),
+        (
+            lambda c: c["train"]["dpo"].update(beta=0.2),
+            {"train_dpo_lora", "generate", "score", "summarize", "report"},
+            {"perturb", "build_pairs", "prepare_data"},
+        ),
+        (
+            lambda c: c["score"].update(batch_size=3),
+            {"score", "summarize", "report"},
+            {"perturb", "generate", "train_dpo_lora"},
+        ),
+    ],
+)
+def test_a_settings_change_reruns_only_what_depends_on_it(e2e, change, rerun: set, kept: set) -> None:  # noqa: ANN001
+    workdir, config = e2e
+    changed = copy.deepcopy(config)
+    change(changed)
+    (workdir / "changed.yaml").write_text(yaml.safe_dump(changed))
+    out = snakemake("-n", "--directory", str(workdir), "--configfile", str(workdir / "changed.yaml"))
+    jobs = planned_jobs(out.stdout)
+    assert rerun <= set(jobs), jobs
+    assert not (kept & set(jobs)), jobs
+    if "generate" in jobs and "train_dpo_lora" in jobs:
+        assert jobs["generate"] == 1, "only the unlearned variant depends on training"
+
+
+@pytest.mark.slow
+def test_noop_rerun_and_snakemake_report(e2e: tuple[Path, dict]) -> None:
+    workdir, _ = e2e
+    config = ["--directory", str(workdir), "--configfile", str(workdir / "config.yaml")]
+    out = snakemake("-n", *config)
+    assert "Nothing to be done" in out.stdout + out.stderr
+    snakemake(*config, "--report", str(workdir / "snakemake_report.html"))
+    assert (workdir / "snakemake_report.html").stat().st_size > 10_000
+
+
+def test_data_error_leaves_no_partial_output(tmp_path: Path, tiny_model_dir: Path) -> None:
+    config = tiny_config(tiny_model_dir)
+    bad = tmp_path / "forget.csv"
+    pd.DataFrame({"title": ["Ada", "Ada"], "question": ["Who?", "Who?"], "answer": ["A.", "B."]}).to_csv(
+        bad, index=False
+    )
+    config["data"]["persons"]["forget"]["path"] = str(bad)
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    out = snakemake(
+        "--cores",
+        "1",
+        "--directory",
+        str(tmp_path),
+        "--configfile",
+        str(tmp_path / "c.yaml"),
+        "results/data/qa.parquet",
+        check=False,
+    )
+    assert out.returncode != 0
+    assert "forget.csv: data row 2 repeats the question of data row 1" in out.stdout + out.stderr
+    assert not list((tmp_path / "results").rglob("*.parquet")) if (tmp_path / "results").exists() else True
