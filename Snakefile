@@ -31,8 +31,13 @@ include: "rules/score.smk"
 include: "rules/report.smk"
 
 
+# Cheap rules (and the ones that may download from the hub, which compute nodes often cannot reach) run on the
+# submit host under a cluster profile; the heavy ones (perturb, train_dpo_lora, generate, score) are submitted.
 localrules:
     all,
+    prepare_data,
+    import_model,
+    build_pairs,
     summarize,
     report,
 

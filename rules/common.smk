@@ -3,8 +3,8 @@ import sys
 
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow_scripts"))
 
+from unlearning.parquet_io import looks_complete  # noqa: E402
 from unlearning.settings import perturb_settings, prompt_style, train_settings  # noqa: E402
-
 
 
 def resolve_local_paths():
@@ -19,7 +19,17 @@ def resolve_local_paths():
                 spec["path"] = str(shipped)
 
 
+def remove_truncated_artifacts():
+    """A truncated Parquet artifact (a crash below Snakemake's own bookkeeping, a full disk) is removed at
+    start-up, with a warning, so that the stage that owns it reruns instead of a later stage failing on it."""
+    for path in sorted(Path("results").rglob("*.parquet")):
+        if not looks_complete(path):
+            logger.warning(f"removing truncated artifact {path}: its stage will rerun")
+            path.unlink()
+
+
 resolve_local_paths()
+remove_truncated_artifacts()
 MODELS = list(config["models"])
 VARIANTS = ["base", "unlearned"]
 HEAVY_RUNTIME_SHARE = {"perturb": 1, "train_dpo_lora": 2, "generate": 1, "score": 1}

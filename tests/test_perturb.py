@@ -16,7 +16,9 @@ from unlearning.pairs import DEFAULT_REFUSALS, build_pairs
 from unlearning.perturb import (
     CandidateFilter,
     clean_candidate,
+    fact_tokens,
     fill_template,
+    lcs_f1,
     load_template,
     perturb_from_file,
     perturb_with_model,
@@ -55,6 +57,7 @@ def forget_set(n: int = 4) -> pd.DataFrame:
     ("raw", "clean"),
     [
         ("Answer: Paris.", "Paris."),
+        ("The correct answer is: Einstein was born in Bern.", "Einstein was born in Bern."),
         ("Wrong answer: He was born in 1901. He later moved.", "He was born in 1901."),
         ('\n\n"Berlin"\nmore text', "Berlin"),
         ("- Madrid", "Madrid"),
@@ -67,14 +70,27 @@ def test_clean_candidate(raw: str, clean: str) -> None:
 
 
 def test_filter_rejects_empty_duplicate_and_too_close() -> None:
-    f = CandidateFilter(truth="Marie Curie was born in Warsaw.", threshold=0.5)
+    f = CandidateFilter(
+        truth="Marie Curie was born in Warsaw.", question="In which city was Marie Curie born?", threshold=0.5
+    )
     assert f.offer("She was born in Berlin in 1990.")
     assert not f.offer("")
     assert not f.offer("she was born in berlin in 1990")  # same after normalisation
     assert not f.offer("Marie Curie was born in Warsaw, Poland.")  # contains the truth
-    assert not f.offer("Marie Curie was born in Krakow.")  # ROUGE-L F1 0.8 > 0.5
-    assert dict(f.rejected) == {"empty": 1, "duplicate": 1, "too_close": 2}
-    assert f.accepted == ["She was born in Berlin in 1990."]
+    assert not f.offer("Curie was born in Warsaw.")  # a paraphrase: the same fact words
+    assert f.offer("Marie Curie was born in Krakow.")  # same form, other fact: the ideal wrong answer
+    assert not f.offer("In which city was Marie Curie born?")  # the question echoed back
+    assert dict(f.rejected) == {"empty": 1, "duplicate": 1, "too_close": 2, "not_an_answer": 1}
+    assert f.accepted == ["She was born in Berlin in 1990.", "Marie Curie was born in Krakow."]
+
+
+def test_fact_words_ignore_the_question_and_function_words() -> None:
+    assert fact_tokens("Albert Einstein was born in Ulm, Germany.", "Where was Albert Einstein born?") == [
+        "ulm",
+        "germany",
+    ]
+    assert lcs_f1(["ulm", "germany"], ["munich", "germany"]) == 0.5
+    assert lcs_f1(["a", "b"], []) == 0.0
 
 
 def test_template_is_filled_without_format_interpretation() -> None:
@@ -114,7 +130,7 @@ def test_short_questions_get_more_rounds(tiny, monkeypatch: pytest.MonkeyPatch) 
     cfg = {**CFG, "k": 3, "max_rounds": 3}
     result = perturb_with_model(model, tokenizer, forget_set(2), cfg, perturber="tiny", seed=0)
     assert calls == [6, 6, 6]  # both questions stayed short until round 3
-    assert result.stats["rejected"] == {"empty": 2, "duplicate": 6, "too_close": 0}
+    assert result.stats["rejected"] == {"empty": 2, "not_an_answer": 0, "duplicate": 6, "too_close": 0}
     per_question = result.table[result.table.source_id == "forget_train-0"]
     assert list(zip(per_question["perturbed"], per_question["round"], strict=True)) == [
         ("Paris.", 1),

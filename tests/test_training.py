@@ -151,3 +151,18 @@ def test_killed_training_resumes_from_last_checkpoint(tiny_manifest: Manifest, t
     assert report["resumed_from_step"] >= 6
     assert report["steps"] == list(range(1, 33)), "the log holds the steps before and after the kill"
     assert (tmp_path / "adapter" / "adapter_model.safetensors").is_file()
+
+
+def test_merged_export_matches_the_adapter(tiny_manifest: Manifest, tmp_path: Path) -> None:
+    from unlearning.training import merge_adapter
+
+    train(tiny_manifest, pairs(4), settings(), style=STYLE, adapter_dir=tmp_path / "a", checkpoint_dir=tmp_path / "c")
+    cpu = torch.device("cpu")
+    with_adapter, tokenizer = load_model(tiny_manifest, adapter=tmp_path / "a", device=cpu)
+    merge_adapter(with_adapter, tokenizer, tmp_path / "merged")
+    assert (tmp_path / "merged" / "model.safetensors").is_file()
+    merged, _ = load_model(Manifest("merged", str(tmp_path / "merged"), "local"), device=cpu)
+    adapted, _ = load_model(tiny_manifest, adapter=tmp_path / "a", device=cpu)
+    ids = torch.tensor([tokenizer("Where was the painter number 1 born?")["input_ids"]])
+    with torch.no_grad():
+        assert torch.allclose(merged(ids).logits, adapted(ids).logits, atol=1e-4)

@@ -189,15 +189,28 @@ def test_data_error_leaves_no_partial_output(tmp_path: Path, tiny_model_dir: Pat
     config["data"]["persons"]["forget"]["path"] = str(bad)
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
     out = snakemake(
+        "results/data/qa.parquet",  # before --configfile, which takes several values
         "--cores",
         "1",
         "--directory",
         str(tmp_path),
         "--configfile",
         str(tmp_path / "c.yaml"),
-        "results/data/qa.parquet",
         check=False,
     )
     assert out.returncode != 0
     assert "forget.csv: data row 2 repeats the question of data row 1" in out.stdout + out.stderr
     assert not list((tmp_path / "results").rglob("*.parquet")) if (tmp_path / "results").exists() else True
+
+
+@pytest.mark.slow
+def test_truncated_artifact_is_detected_and_its_stage_reruns(e2e: tuple[Path, dict]) -> None:
+    workdir, _ = e2e
+    target = workdir / "results" / "score" / "tiny" / "base.parquet"
+    target.write_bytes(target.read_bytes()[: target.stat().st_size // 2])
+    config = ["--directory", str(workdir), "--configfile", str(workdir / "config.yaml")]
+    out = snakemake("--cores", "2", *config)
+    assert "removing truncated artifact results/score/tiny/base.parquet" in out.stdout + out.stderr
+    reran = set(re.findall(r"Finished jobid: \d+ \(Rule: (\w+)\)", out.stdout + out.stderr))
+    assert reran == {"score", "summarize", "report", "all"}, reran
+    assert len(read_parquet(target)) > 0

@@ -25,7 +25,7 @@ GRES_CONF_PATH=/etc/slurm/gres.conf     # unsets SLURM_CONF before its srun
 log() { echo "[start_cluster] $*" >&2; }
 die() {
     log "ERROR: $*"
-    for f in "$STATE_DIR/slurmctld.log" "$STATE_DIR/slurmd.log" /var/log/munge/munged.log; do
+    for f in "$STATE_DIR/daemons.out" "$STATE_DIR/slurmctld.log" "$STATE_DIR/slurmd.log" /var/log/munge/munged.log; do
         if [[ -f "$f" ]]; then
             echo "----- tail -n 30 $f -----" >&2
             tail -n 30 "$f" >&2 || true
@@ -124,6 +124,20 @@ AutoDetect=off
 NodeName=${HOST} Name=gpu File=/dev/null
 EOF
 
+# Start a daemon detached from our stdio and with every inherited fd > 2
+# closed: a daemon holding the caller's pipe (e.g. pytest's capture_output,
+# `... | tail`) would make the caller wait forever for EOF.
+spawn() {  # spawn LOGFILE CMD...
+    local out="$1"; shift
+    (
+        for fd in /proc/$BASHPID/fd/*; do
+            fd="${fd##*/}"
+            if (( fd > 2 )); then eval "exec ${fd}>&-" 2>/dev/null || true; fi
+        done
+        exec "$@"
+    ) </dev/null >>"$out" 2>&1
+}
+
 alive() {  # alive NAME -> 0 if STATE_DIR/NAME.pid names a live process
     local f="$STATE_DIR/$1.pid" pid
     [[ -s $f ]] || return 1
@@ -173,20 +187,24 @@ if munge -n 2>/dev/null | unmunge >/dev/null 2>&1; then
 else
     log "starting munged"
     rm -f /run/munge/munged.pid
-    runuser -u munge -- /usr/sbin/munged --log-file=/var/log/munge/munged.log \
-        || die "munged failed to start"
+    spawn "$STATE_DIR/daemons.out" \
+        runuser -u munge -- /usr/sbin/munged --log-file=/var/log/munge/munged.log \
+        || die "munged failed to start (see $STATE_DIR/daemons.out)"
     for _ in $(seq 50); do
         [[ -s /run/munge/munged.pid ]] && break
         sleep 0.1
     done
-    cp /run/munge/munged.pid "$STATE_DIR/munged.pid"  # we started it: we stop it
+    cp /run/munge/munged.pid "$STATE_DIR/munged.pid" \
+        || die "munged wrote no /run/munge/munged.pid"  # we started it: we stop it
     munge -n | unmunge >/dev/null || die "munge round trip fails"
 fi
 
 # --------------------------------------------------------- slurm daemons --
 if ! alive slurmctld; then
     log "starting slurmctld"
-    /usr/sbin/slurmctld -f "$SLURM_CONF_PATH" || die "slurmctld failed to start"
+    rm -f "$STATE_DIR/slurmctld.pid"   # stale PID file of an earlier run
+    spawn "$STATE_DIR/daemons.out" /usr/sbin/slurmctld -f "$SLURM_CONF_PATH" \
+        || die "slurmctld failed to start (see $STATE_DIR/daemons.out)"
 fi
 # wait for the controller to answer before starting slurmd
 ok=0
@@ -199,7 +217,9 @@ done
 
 if ! alive slurmd; then
     log "starting slurmd"
-    /usr/sbin/slurmd -f "$SLURM_CONF_PATH" || die "slurmd failed to start"
+    rm -f "$STATE_DIR/slurmd.pid"   # stale PID file of an earlier run
+    spawn "$STATE_DIR/daemons.out" /usr/sbin/slurmd -f "$SLURM_CONF_PATH" \
+        || die "slurmd failed to start (see $STATE_DIR/daemons.out)"
 fi
 
 # ------------------------------------------------------- wait for idle node --

@@ -111,6 +111,17 @@ def read_parquet(path: str | os.PathLike, columns: Iterable[str] | None = None) 
     return df
 
 
+def looks_complete(path: str | os.PathLike) -> bool:
+    """Cheap check that a file starts and ends with Parquet's magic bytes (a truncated file does not)."""
+    path = Path(path)
+    if path.stat().st_size < 12:
+        return False
+    with path.open("rb") as fh:
+        head = fh.read(4)
+        fh.seek(-4, os.SEEK_END)
+        return head == b"PAR1" and fh.read(4) == b"PAR1"
+
+
 def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
     """The ``unlearning.`` metadata of an artifact, JSON-decoded where it was JSON."""
     raw = pq.read_schema(path).metadata or {}

@@ -24,7 +24,6 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from .data_sources import load_local
 from .errors import InputError
 from .generation import generate
-from .metrics import rouge
 from .prompting import build_prompt
 
 log = logging.getLogger(__name__)
@@ -39,9 +38,10 @@ PERTURBATION_COLUMNS = [
     "seed",
     "round",
 ]
-REJECT_REASONS = ("empty", "duplicate", "too_close")
+REJECT_REASONS = ("empty", "not_an_answer", "duplicate", "too_close")
 _PREFIX = re.compile(
-    r"^\s*(?:[-*•]|\d+[.)]|(?:the\s+)?(?:wrong|incorrect|false|plausible)?\s*answer\s*(?:is)?\s*[:：-])\s*", re.I
+    r"^\s*(?:[-*•]|\d+[.)]|(?:the\s+)?(?:wrong|incorrect|false|plausible|correct)?\s*answer\s*(?:is)?\s*[:：-])\s*",
+    re.I,
 )
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
@@ -74,6 +74,38 @@ def normalize(text: str) -> str:
     return " ".join(re.sub(r"[^\w\s]", " ", text.casefold()).split())
 
 
+_STOPWORD_TEXT = """a an the of in on at to for from by with and or is was were are be been his her their its he she it
+they who which what when where how did does do has had have as that this"""
+STOPWORDS = frozenset(_STOPWORD_TEXT.split())
+
+
+def fact_tokens(text: str, question: str) -> list[str]:
+    """The words of an answer that carry its fact: not in the question and not function words.
+
+    Answers that repeat the question ("Marie Curie was born in Warsaw.") share most words with any good wrong
+    answer ("Marie Curie was born in Berlin."); comparing only the fact words tells a paraphrase of the truth
+    from a real alternative.
+    """
+    asked = set(normalize(question).split())
+    words = [w for w in normalize(text).split() if w not in STOPWORDS]
+    facts = [w for w in words if w not in asked]
+    return facts or words
+
+
+def lcs_f1(a: list[str], b: list[str]) -> float:
+    """ROUGE-L F1 of two token lists (longest common subsequence)."""
+    if not a or not b:
+        return 0.0
+    prev = [0] * (len(b) + 1)
+    for x in a:
+        row = [0]
+        for j, y in enumerate(b):
+            row.append(prev[j] + 1 if x == y else max(prev[j + 1], row[j]))
+        prev = row
+    lcs = prev[-1]
+    return 0.0 if lcs == 0 else 2 * lcs / (len(a) + len(b))
+
+
 def clean_candidate(text: str) -> str:
     """First non-empty line, first sentence, without list markers, "Answer:" prefixes or wrapping quotes."""
     line = next((ln for ln in text.splitlines() if ln.strip()), "")
@@ -87,6 +119,7 @@ class CandidateFilter:
     """Accepts cleaned candidates for one question and counts why others were rejected."""
 
     truth: str
+    question: str
     threshold: float
     accepted: list[str] = field(default_factory=list)
     rejected: Counter = field(default_factory=Counter)
@@ -96,15 +129,21 @@ class CandidateFilter:
         truth = normalize(self.truth)
         if not norm:
             reason = "empty"
+        elif candidate.rstrip().endswith("?") or norm == normalize(self.question):
+            reason = "not_an_answer"
         elif norm in {normalize(a) for a in self.accepted}:
             reason = "duplicate"
-        elif truth in norm or float(rouge([candidate], [self.truth])["rougeL_f1"].iloc[0]) > self.threshold:
+        elif truth in norm or self.closeness(candidate) > self.threshold:
             reason = "too_close"
         else:
             self.accepted.append(candidate)
             return True
         self.rejected[reason] += 1
         return False
+
+    def closeness(self, candidate: str) -> float:
+        """ROUGE-L F1 between the fact words of the candidate and of the truth."""
+        return lcs_f1(fact_tokens(candidate, self.question), fact_tokens(self.truth, self.question))
 
 
 @dataclass
@@ -127,7 +166,8 @@ def perturb_with_model(
     template = load_template(cfg)
     thash = template_hash(template)
     k = int(cfg["k"])
-    filters = {row.id: CandidateFilter(row.answer, float(cfg["rouge_threshold"])) for row in forget.itertuples()}
+    threshold = float(cfg["rouge_threshold"])
+    filters = {row.id: CandidateFilter(row.answer, row.question, threshold) for row in forget.itertuples()}
     rounds_of: dict[str, list[int]] = {qid: [] for qid in filters}
     by_id = forget.set_index("id")
     for rnd in range(1, int(cfg["max_rounds"]) + 1):
