@@ -12,7 +12,7 @@ rule perturb:
         chat_template=(
             config["models"][perturber_key()].get("chat_template", True) if perturber_key() else True
         ),
-    threads: 2
+    threads: model_resources(perturber_key())["threads"] if perturber_key() else 1
     resources:
         gpu=1 if config["perturb"].get("model") and not config["perturb"].get("premade") else 0,
         mem_mb=model_resources(perturber_key())["mem_mb"] if perturber_key() else 16000,

@@ -53,7 +53,7 @@ fi
 
 # ------------------------------------------------------------------ config --
 HOST="$(hostname -s)"
-NCPU="$(nproc)"
+NCPU="$(nproc --all)"
 MEM_TOTAL_MB="$(free -m | awk '/^Mem:/{print $2}')"
 # leave ~10% (>= 512 MB) for the OS and the snakemake main process
 REAL_MEM_MB=$(( MEM_TOTAL_MB - (MEM_TOTAL_MB / 10 > 512 ? MEM_TOTAL_MB / 10 : 512) ))
