@@ -26,7 +26,7 @@ from unlearning.generation import generate
 from unlearning.likelihood import continuation_logliks
 from unlearning.models import Manifest, import_model, load_model, pick_device
 from unlearning.prompting import PromptStyle, build_prompt
-from unlearning.qa_data import build_qa, build_truthfulqa
+from unlearning.qa_data import OFFICIAL_TRUTHFULQA_COLUMNS, WPU_COLUMNS, build_qa, build_truthfulqa
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "workflow_scripts" / "unlearning" / "sample_data"
@@ -37,19 +37,13 @@ STYLE = PromptStyle(instruction="Give only one sentence answer.")
 def sample_questions() -> tuple[list[str], list[str]]:
     """Questions and true answers of the embedded sample (persons, then TruthfulQA)."""
     persons = {
-        "columns": {"person": "title", "question": "question", "answer": "answer"},
+        "columns": WPU_COLUMNS,
         "forget": {"source": "local", "path": str(SAMPLE / "forget.csv")},
         "retain": {"source": "local", "path": str(SAMPLE / "hard_retain.csv")},
         "general": {"source": "local", "path": str(SAMPLE / "general_retain.csv")},
     }
-    tqa_columns = {
-        "question": "Question",
-        "best_answer": "Best Answer",
-        "correct_answers": "Correct Answers",
-        "incorrect_answers": "Incorrect Answers",
-    }
     tqa = build_truthfulqa(
-        {"source": "local", "path": str(SAMPLE / "truthfulqa_sample.csv"), "columns": tqa_columns}, 0
+        {"source": "local", "path": str(SAMPLE / "truthfulqa_sample.csv"), "columns": OFFICIAL_TRUTHFULQA_COLUMNS}, 0
     )
     table = evaluation_questions(build_qa(persons, 0.2, 42), tqa)
     return table["question"].tolist(), table["reference"].tolist()

@@ -11,18 +11,11 @@ import pytest
 from unlearning.data_sources import load_local, load_source
 from unlearning.errors import InputError
 from unlearning.parquet_io import read_metadata, read_parquet, write_parquet
-from unlearning.qa_data import build_qa, build_truthfulqa
+from unlearning.qa_data import OFFICIAL_TRUTHFULQA_COLUMNS as TQA_COLUMNS
+from unlearning.qa_data import WPU_COLUMNS, build_qa, build_truthfulqa
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "workflow_scripts" / "unlearning" / "sample_data"
-WPU_COLUMNS = {"person": "title", "question": "question", "answer": "answer"}
-TQA_COLUMNS = {
-    "question": "Question",
-    "best_answer": "Best Answer",
-    "correct_answers": "Correct Answers",
-    "incorrect_answers": "Incorrect Answers",
-    "category": "Category",
-}
 
 
 def write_csv(path: Path, rows: list[dict]) -> Path:

@@ -14,16 +14,10 @@ from unlearning.evaluation import answer_questions, build_summary, evaluation_qu
 from unlearning.likelihood import continuation_logliks
 from unlearning.models import Manifest, load_model
 from unlearning.prompting import PromptStyle
+from unlearning.qa_data import OFFICIAL_TRUTHFULQA_COLUMNS as TQA_COLUMNS
 from unlearning.qa_data import build_truthfulqa
 
 STYLE = PromptStyle(instruction="Give only one sentence answer.")
-TQA_COLUMNS = {
-    "question": "Question",
-    "best_answer": "Best Answer",
-    "correct_answers": "Correct Answers",
-    "incorrect_answers": "Incorrect Answers",
-    "category": "Category",
-}
 
 
 @pytest.fixture(scope="module")

@@ -18,6 +18,7 @@ from unlearning.perturb import (
     clean_candidate,
     fact_tokens,
     fill_template,
+    key_facts,
     lcs_f1,
     load_template,
     perturb_from_file,
@@ -82,6 +83,19 @@ def test_filter_rejects_empty_duplicate_and_too_close() -> None:
     assert not f.offer("In which city was Marie Curie born?")  # the question echoed back
     assert dict(f.rejected) == {"empty": 1, "duplicate": 1, "too_close": 2, "not_an_answer": 1}
     assert f.accepted == ["She was born in Berlin in 1990.", "Marie Curie was born in Krakow."]
+
+
+def test_an_answer_holding_every_key_fact_is_too_close() -> None:
+    f = CandidateFilter(
+        truth="Pablo Picasso died in 1973.", question="In which year did Pablo Picasso die?", threshold=0.5
+    )
+    assert not f.offer("In 1973, Pablo Picasso died.")
+    assert not f.offer("The answer to this question is: 1973")
+    assert f.offer("Pablo Picasso died in 1968.")
+    assert key_facts("Marie Curie was born in Warsaw, Poland.", "In which city was Marie Curie born?") == {
+        "warsaw",
+        "poland",
+    }
 
 
 def test_fact_words_ignore_the_question_and_function_words() -> None:

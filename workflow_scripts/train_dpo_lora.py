@@ -11,7 +11,8 @@ smk = snakemake  # noqa: F821 (injected by Snakemake)
 with stage("train_dpo_lora", smk.log) as log:
     cfg = smk.params.cfg
     qa = read_parquet(smk.input.qa)
-    retain = qa[qa["split"] == cfg["retain_split"]] if cfg.get("retain_weight") else None
+    splits = cfg["retain_split"] if isinstance(cfg["retain_split"], list) else [cfg["retain_split"]]
+    retain = qa[qa["split"].isin(splits)] if cfg.get("retain_weight") else None
     result = train(
         Manifest.load(f"{smk.input.model}/model.json"),
         read_parquet(smk.input.pairs),

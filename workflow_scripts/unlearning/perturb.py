@@ -92,6 +92,21 @@ def fact_tokens(text: str, question: str) -> list[str]:
     return facts or words
 
 
+def key_facts(text: str, question: str) -> set[str]:
+    """Numbers and capitalised words of an answer that the question does not contain: its checkable core.
+
+    A wrong answer that still contains all of them ("In 1973, Picasso died." for "Pablo Picasso died in 1973.")
+    repeats the truth, however it is worded.
+    """
+    asked = set(normalize(question).split())
+    words = re.findall(r"\w+", text)
+    return {
+        w.casefold()
+        for w in words
+        if (w.isdigit() or w[:1].isupper()) and w.casefold() not in asked and w.casefold() not in STOPWORDS
+    }
+
+
 def lcs_f1(a: list[str], b: list[str]) -> float:
     """ROUGE-L F1 of two token lists (longest common subsequence)."""
     if not a or not b:
@@ -142,7 +157,10 @@ class CandidateFilter:
         return False
 
     def closeness(self, candidate: str) -> float:
-        """ROUGE-L F1 between the fact words of the candidate and of the truth."""
+        """1.0 when the candidate holds every key fact of the truth, else the ROUGE-L F1 of their fact words."""
+        keys = key_facts(self.truth, self.question)
+        if keys and keys <= set(normalize(candidate).split()):
+            return 1.0
         return lcs_f1(fact_tokens(candidate, self.question), fact_tokens(self.truth, self.question))
 
 

@@ -20,6 +20,15 @@ from .errors import InputError
 QA_COLUMNS = ["id", "person", "question", "answer", "split"]
 SPLITS = ("forget_train", "forget_test", "retain", "general")
 ROLE_SPLIT = {"retain": "retain", "general": "general"}
+WPU_COLUMNS = {"person": "title", "question": "question", "answer": "answer"}
+# our names -> the columns of the official TruthfulQA CSV (the hub's generation config uses snake_case names)
+OFFICIAL_TRUTHFULQA_COLUMNS = {
+    "question": "Question",
+    "best_answer": "Best Answer",
+    "correct_answers": "Correct Answers",
+    "incorrect_answers": "Incorrect Answers",
+    "category": "Category",
+}
 TRUTHFULQA_COLUMNS = ["id", "category", "question", "best_answer", "correct_answers", "incorrect_answers"]
 
 

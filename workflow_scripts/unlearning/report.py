@@ -854,6 +854,13 @@ def _md_table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _md_pairs(headers: Sequence[str], mapping: Mapping[str, Any], empty: str | None = None) -> str:
+    """A two-column Markdown table of a mapping, or the ``empty`` note when there is nothing to show."""
+    if not mapping:
+        return empty or ""
+    return _md_table(headers, [[md_text(k), md_text(v)] for k, v in mapping.items()])
+
+
 def md_headline(section: ModelSection) -> str:
     rows = []
     for _, row in section.table.iterrows():
@@ -900,33 +907,15 @@ def md_provenance(p: Provenance) -> str:
     out.append("### Perturber\n")
     if p.perturber_trusts_code:
         out.append("⚠️ **perturber: trust_remote_code: true**\n")
-    out.append(
-        _md_table(["key", "value"], [[md_text(k), md_text(v)] for k, v in p.perturber.items()])
-        if p.perturber
-        else "_no perturber in the config_\n"
-    )
+    out.append(_md_pairs(["key", "value"], p.perturber, "_no perturber in the config_\n"))
     out.append("### Seeds\n")
-    out.append(
-        _md_table(["key", "seed"], [[md_text(k), md_text(v)] for k, v in p.seeds.items()])
-        if p.seeds
-        else "_no seed set_\n"
-    )
+    out.append(_md_pairs(["key", "seed"], p.seeds, "_no seed set_\n"))
     out.append("### Data\n")
-    out.append(
-        _md_table(["key", "value"], [[md_text(k), md_text(v)] for k, v in p.data.items()])
-        if p.data
-        else "_no data config_\n"
-    )
-    if p.data_sizes:
-        out.append(_md_table(["split", "rows"], [[md_text(k), str(v)] for k, v in p.data_sizes.items()]))
+    out.append(_md_pairs(["key", "value"], p.data, "_no data config_\n"))
+    out.append(_md_pairs(["split", "rows"], p.data_sizes))
     out.append("### Library versions\n")
-    out.append(
-        _md_table(["library", "version"], [[md_text(k), md_text(v)] for k, v in p.versions.items()])
-        if p.versions
-        else "_versions not recorded in summary.parquet_\n"
-    )
-    if p.meta:
-        out.append(_md_table(["summary.parquet", "value"], [[md_text(k), md_text(v)] for k, v in p.meta.items()]))
+    out.append(_md_pairs(["library", "version"], p.versions, "_versions not recorded in summary.parquet_\n"))
+    out.append(_md_pairs(["summary.parquet", "value"], p.meta))
     out.append("### Run times\n")
     out.append(
         _md_table(
