@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -62,6 +63,20 @@ def test_dry_run_plans_the_whole_dag(configfile: str | None, tmp_path: Path) -> 
     assert jobs["train_dpo_lora"] == n_models and jobs["import_model"] == n_models
     assert jobs["generate"] == jobs["score"] == 2 * n_models
     assert {"prepare_data", "perturb", "build_pairs", "summarize", "report", "all"} <= set(jobs)
+
+
+@pytest.mark.skipif(shutil.which("sbatch") is None, reason="the SLURM executor needs the SLURM client tools")
+def test_slurm_profile_plans_the_study_with_its_resources(tmp_path: Path) -> None:
+    out = snakemake(
+        "-n", "--directory", str(tmp_path), "--workflow-profile", str(ROOT / "profiles" / "slurm"),
+        "--configfile", str(ROOT / "configs" / "paper.yaml"),
+    )  # fmt: skip
+    plan = out.stdout + out.stderr
+    assert planned_jobs(out.stdout)["train_dpo_lora"] == 3
+    blocks = re.findall(r"rule train_dpo_lora:.*?resources: ([^\n]*)", plan, flags=re.S)
+    assert len(blocks) == 3
+    for block in blocks:
+        assert "slurm_partition=gpu" in block and "gpu=1" in block and re.search(r"runtime=(360|480)", block)
 
 
 @pytest.mark.parametrize(
