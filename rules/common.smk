@@ -19,13 +19,20 @@ def resolve_local_paths():
                 spec["path"] = str(shipped)
 
 
+FINAL_PRODUCTS = ("results/score/summary.parquet", "results/report/report.html", "results/report/report.md")
+
+
 def remove_truncated_artifacts():
     """A truncated Parquet artifact (a crash below Snakemake's own bookkeeping, a full disk) is removed at
-    start-up, with a warning, so that the stage that owns it reruns instead of a later stage failing on it."""
-    for path in sorted(Path("results").rglob("*.parquet")):
-        if not looks_complete(path):
-            logger.warning(f"removing truncated artifact {path}: its stage will rerun")
-            path.unlink()
+    start-up with a warning, together with the summary and report: Snakemake skips a missing intermediate whose
+    consumers look up to date, but rebuilding the final products makes it remake the artifact and what follows."""
+    truncated = sorted(p for p in Path("results").rglob("*.parquet") if not looks_complete(p))
+    for path in truncated:
+        logger.warning(f"truncated artifact {path}: removed, its stage will rerun")
+        path.unlink()
+    if truncated:
+        for product in FINAL_PRODUCTS:
+            Path(product).unlink(missing_ok=True)
 
 
 resolve_local_paths()

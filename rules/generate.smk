@@ -8,6 +8,7 @@ rule generate:
     output:
         "results/generate/{model}/{variant}.parquet",
     params:
+        seed=config["seed"],
         cfg=config["generate"],
         style=lambda wc: prompt_style(config, wc.model),
     threads: lambda wc: model_resources(wc.model)["threads"]

@@ -8,6 +8,7 @@ rule score:
     output:
         "results/score/{model}/{variant}.parquet",
     params:
+        seed=config["seed"],
         cfg=config["score"],
         style=lambda wc: prompt_style(config, wc.model),
     threads: lambda wc: model_resources(wc.model)["threads"]
@@ -32,6 +33,7 @@ rule summarize:
     output:
         "results/score/summary.parquet",
     params:
+        seed=config["seed"],
         runs=[(m, v) for m in MODELS for v in VARIANTS],
     conda:
         "../envs/unlearning.yaml"

@@ -84,3 +84,14 @@ def test_chat_template_missing_is_a_clear_error(tiny_manifest: Manifest) -> None
     with pytest.raises(InputError, match="no chat template; set `chat_template: false`"):
         build_prompt(tokenizer, "Who?")
     assert build_prompt(tokenizer, "Who?", chat_template=False) == "Question: Who?\nAnswer:"
+
+
+def test_prompt_longer_than_the_context_is_cut_with_a_warning(
+    tiny_manifest: Manifest, caplog: pytest.LogCaptureFixture
+) -> None:
+    model, tokenizer = load_model(tiny_manifest, device=torch.device("cpu"))
+    long_prompt = build_prompt(tokenizer, "Tell me about Ada. " * 300)  # ~1,800 tokens, context 1,024
+    with caplog.at_level("WARNING"):
+        outs = generate(model, tokenizer, [long_prompt, "Hi"], max_new_tokens=4, batch_size=2)
+    assert "1 of 2 prompts were longer than the context allows" in caplog.text
+    assert all(o.new_tokens > 0 for o in outs)

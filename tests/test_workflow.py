@@ -7,8 +7,10 @@ import copy
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -86,6 +88,8 @@ def test_slurm_profile_plans_the_study_with_its_resources(tmp_path: Path) -> Non
         (lambda c: c["generate"].update(max_tokens=4), r"Additional properties are not allowed \('max_tokens'"),
         (lambda c: c.pop("models"), r"'models' is a required property"),
         (lambda c: c["perturb"]["refusals"].update(mode="sometimes"), r"'sometimes' is not one of"),
+        # model names become output folders: one that could climb out of results/ is refused
+        (lambda c: c["models"].update({"../escape": {"path": "x"}}), r"'\.\./escape' does not match"),
     ],
 )
 def test_bad_config_fails_before_any_job(change, message: str, tmp_path: Path) -> None:  # noqa: ANN001
@@ -107,7 +111,8 @@ def tiny_config(model_dir: Path) -> dict:
     config["data"]["truthfulqa"]["limit"] = 8
     config["models"] = {"tiny": {"path": str(model_dir), "resources": {"mem_mb": 2000, "runtime": 10, "threads": 1}}}
     config["perturb"].update(model="tiny", k=2, max_rounds=1, max_new_tokens=8, max_failed_fraction=1.0)
-    config["train"]["dpo"].update(epochs=1, batch_size=8, learning_rate=5e-3, max_length=96, max_prompt_length=64)
+    config["train"]["dpo"].update(epochs=2, batch_size=8, learning_rate=5e-3, max_length=96, max_prompt_length=64)
+    config["train"]["retain_weight"] = 0.2  # the retain term runs in the DAG, weakly enough for a clear DPO signal
     config["generate"].update(max_new_tokens=8)
     return config
 
@@ -225,7 +230,55 @@ def test_truncated_artifact_is_detected_and_its_stage_reruns(e2e: tuple[Path, di
     target.write_bytes(target.read_bytes()[: target.stat().st_size // 2])
     config = ["--directory", str(workdir), "--configfile", str(workdir / "config.yaml")]
     out = snakemake("--cores", "2", *config)
-    assert "removing truncated artifact results/score/tiny/base.parquet" in out.stdout + out.stderr
+    assert (
+        "truncated artifact results/score/tiny/base.parquet: removed, its stage will rerun" in out.stdout + out.stderr
+    )
     reran = set(re.findall(r"Finished jobid: \d+ \(Rule: (\w+)\)", out.stdout + out.stderr))
     assert reran == {"score", "summarize", "report", "all"}, reran
     assert len(read_parquet(target)) > 0
+
+
+@pytest.mark.slow
+def test_killed_generation_reruns_only_that_job(e2e: tuple[Path, dict]) -> None:
+    workdir, _ = e2e
+    config = ["--directory", str(workdir), "--configfile", str(workdir / "config.yaml")]
+    # the state of a run that has reached the base generation: it and everything after it are still to make
+    for name in (
+        "generate/tiny/base.parquet",
+        "score/tiny/base.parquet",
+        "score/summary.parquet",
+        "report/report.html",
+    ):
+        (workdir / "results" / name).unlink()
+    log = workdir / "logs" / "generate" / "tiny" / "base.log"
+    log.unlink(missing_ok=True)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    cmd = [*SNAKEMAKE, "--snakefile", str(ROOT / "Snakefile"), "--cores", "1", *config]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not log.exists():
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    shutil.rmtree(workdir / ".snakemake" / "locks", ignore_errors=True)  # a killed run leaves its lock
+    jobs = planned_jobs(snakemake("-n", *config).stdout)
+    assert jobs == {"generate": 1, "score": 1, "summarize": 1, "report": 1, "all": 1}, jobs
+    snakemake("--cores", "2", *config)
+    assert len(read_parquet(workdir / "results" / "generate" / "tiny" / "base.parquet")) > 0
+
+
+@pytest.mark.slow
+def test_same_config_and_seed_reproduce_the_run(e2e: tuple[Path, dict], tmp_path: Path) -> None:
+    """A second run from scratch writes byte-identical data, perturbation and pair files and the same answers."""
+    first, config = e2e
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    targets = ["results/generate/tiny/base.parquet", "results/generate/tiny/unlearned.parquet"]
+    snakemake(*targets, "--cores", "2", "--directory", str(tmp_path), "--configfile", str(tmp_path / "config.yaml"))
+    for name in ("data/qa.parquet", "data/truthfulqa.parquet", "perturb/perturbations.parquet",
+                 "perturb/dpo_pairs.parquet"):  # fmt: skip
+        assert (first / "results" / name).read_bytes() == (tmp_path / "results" / name).read_bytes(), name
+    for variant in ("base", "unlearned"):
+        a = read_parquet(first / "results" / "generate" / "tiny" / f"{variant}.parquet")
+        b = read_parquet(tmp_path / "results" / "generate" / "tiny" / f"{variant}.parquet")
+        pd.testing.assert_frame_equal(a, b)

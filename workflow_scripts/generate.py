@@ -30,4 +30,5 @@ with stage("generate", smk.log) as log:
         smk.output[0],
         stage="generate",
         config={"generate": cfg, "style": smk.params.style, "variant": smk.wildcards.variant},
+        seed=smk.params.seed,
     )

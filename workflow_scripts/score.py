@@ -23,4 +23,10 @@ with stage("score", smk.log) as log:
         batch_size=smk.params.cfg["batch_size"],
     )
     log.info("scored %d rows", len(scores))
-    write_parquet(scores, smk.output[0], stage="score", config={"score": smk.params.cfg, "style": smk.params.style})
+    write_parquet(
+        scores,
+        smk.output[0],
+        stage="score",
+        config={"score": smk.params.cfg, "style": smk.params.style},
+        seed=smk.params.seed,
+    )

@@ -10,4 +10,4 @@ with stage("summarize", smk.log) as log:
     tables = {tuple(key): read_parquet(path) for key, path in zip(smk.params.runs, smk.input, strict=True)}
     summary = build_summary(tables)
     log.info("summary: %d rows", len(summary))
-    write_parquet(summary, smk.output[0], stage="summarize", config={"runs": smk.params.runs})
+    write_parquet(summary, smk.output[0], stage="summarize", config={"runs": smk.params.runs}, seed=smk.params.seed)

@@ -7,6 +7,7 @@ question). Batching is what makes the stage cheap: the study generated one promp
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -14,6 +15,8 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from .batching import run_batched
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -51,14 +54,29 @@ def generate(
     seed: int = 0,
     desc: str = "generate",
 ) -> list[Generation]:
-    """Answers for full prompt strings (already templated), in the order of ``prompts``."""
+    """Answers for full prompt strings (already templated), in the order of ``prompts``.
+
+    A prompt that leaves no room for ``max_new_tokens`` in the model's context keeps its end (where the question
+    and the generation prompt are); a warning counts them.
+    """
     tokenizer.padding_side = "left"
     eos = _eos_ids(model, tokenizer)
-    lengths = {p: len(tokenizer(p, add_special_tokens=False)["input_ids"]) for p in set(prompts)}
+    room = (getattr(model.config, "max_position_embeddings", None) or 2048) - max_new_tokens
+    if room < 1:
+        raise ValueError(f"max_new_tokens={max_new_tokens} leaves no room for a prompt in the model's context")
+    ids_of = {p: tokenizer(p, add_special_tokens=False)["input_ids"] for p in set(prompts)}
+    fitted = {p: tokenizer.decode(ids[-room:]) if len(ids) > room else p for p, ids in ids_of.items()}
+    cut = sum(1 for p in prompts if len(ids_of[p]) > room)
+    if cut:
+        log.warning(
+            "%s: %d of %d prompts were longer than the context allows and lost their start", desc, cut, len(prompts)
+        )
+    lengths = {p: min(len(ids), room) for p, ids in ids_of.items()}
 
     @torch.inference_mode()
     def run(batch: list[str]) -> list[Generation]:
-        enc = tokenizer(batch, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+        texts = [fitted[p] for p in batch]
+        enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
         kwargs = {"do_sample": do_sample, "max_new_tokens": max_new_tokens, "pad_token_id": tokenizer.pad_token_id}
         if do_sample:
             torch.manual_seed(_batch_seed(seed, batch))
