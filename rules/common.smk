@@ -39,7 +39,7 @@ resolve_local_paths()
 remove_truncated_artifacts()
 MODELS = list(config["models"])
 VARIANTS = ["base", "unlearned"]
-HEAVY_RUNTIME_SHARE = {"perturb": 1, "train_dpo_lora": 2, "generate": 1, "score": 1}
+TRAIN_RUNTIME_FACTOR = 2  # training gets twice the runtime a model entry gives its other heavy jobs
 
 
 

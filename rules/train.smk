@@ -16,7 +16,7 @@ rule train_dpo_lora:
     resources:
         gpu=lambda wc: model_resources(wc.model)["gpu"],
         mem_mb=lambda wc: model_resources(wc.model)["mem_mb"],
-        runtime=lambda wc: model_resources(wc.model)["runtime"] * HEAVY_RUNTIME_SHARE["train_dpo_lora"],
+        runtime=lambda wc: model_resources(wc.model)["runtime"] * TRAIN_RUNTIME_FACTOR,
     conda:
         "../envs/unlearning.yaml"
     log:

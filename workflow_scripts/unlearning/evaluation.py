@@ -68,10 +68,6 @@ def answer_questions(
     return table[GENERATION_COLUMNS].reset_index(drop=True)
 
 
-def _logliks(model, tokenizer, prompts, continuations, batch_size, desc):  # noqa: ANN001, ANN202
-    return continuation_logliks(model, tokenizer, prompts, continuations, batch_size=batch_size, desc=desc)
-
-
 def score_answers(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -103,7 +99,9 @@ def score_answers(
         options = [item["best_answer"], *item["correct_answers"], *item["incorrect_answers"]]
         requests += [(prompt_of[qid], o) for o in options]
         mc_slices[qid] = (start, len(item["correct_answers"]), len(item["incorrect_answers"]), len(options))
-    lls = _logliks(model, tokenizer, [r[0] for r in requests], [r[1] for r in requests], batch_size, "likelihood")
+    lls = continuation_logliks(
+        model, tokenizer, [r[0] for r in requests], [r[1] for r in requests], batch_size=batch_size, desc="likelihood"
+    )
     df["answer_prob"] = [math.exp(ll.mean) if ll.tokens else math.nan for ll in lls[: len(df)]]
     mc1, mc2 = [], []
     for qid in df["id"]:
@@ -119,7 +117,9 @@ def score_answers(
     df["mc1"], df["mc2"] = mc1, mc2
 
     def perplexities() -> list[float]:
-        gens = _logliks(model, tokenizer, prompts, df["generation"].tolist(), batch_size, "perplexity")
+        gens = continuation_logliks(
+            model, tokenizer, prompts, df["generation"].tolist(), batch_size=batch_size, desc="perplexity"
+        )
         return [math.exp(-ll.mean) if ll.tokens else math.nan for ll in gens]
 
     if hasattr(model, "disable_adapter"):
