@@ -35,10 +35,23 @@ def remove_truncated_artifacts():
             Path(product).unlink(missing_ok=True)
 
 
+def sorted_keys(value):
+    """``value`` with every mapping's keys in sorted order. Snakemake compares a job's params in order, so without
+    this a config whose keys are merely reordered (by hand or by a tool that dumps YAML) would rerun everything."""
+    if isinstance(value, dict):
+        return {key: sorted_keys(value[key]) for key in sorted(value)}
+    if isinstance(value, list):
+        return [sorted_keys(item) for item in value]
+    return value
+
+
 resolve_local_paths()
 remove_truncated_artifacts()
-MODELS = list(config["models"])
+MODELS = list(config["models"])  # in the config's order, which the report keeps
 VARIANTS = ["base", "unlearned"]
+_canonical = sorted_keys(config)
+config.clear()
+config.update(_canonical)
 TRAIN_RUNTIME_FACTOR = 2  # training gets twice the runtime a model entry gives its other heavy jobs
 
 

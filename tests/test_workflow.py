@@ -190,6 +190,21 @@ def test_a_settings_change_reruns_only_what_depends_on_it(e2e, change, rerun: se
         assert jobs["generate"] == 1, "only the unlearned variant depends on training"
 
 
+def reordered(value):  # noqa: ANN001, ANN201
+    """The same config with every mapping's keys in reverse order."""
+    if isinstance(value, dict):
+        return {key: reordered(value[key]) for key in reversed(list(value))}
+    return value
+
+
+@pytest.mark.slow
+def test_reordered_config_keys_rerun_nothing(e2e: tuple[Path, dict]) -> None:
+    workdir, config = e2e
+    (workdir / "reordered.yaml").write_text(yaml.safe_dump(reordered(config), sort_keys=False))
+    out = snakemake("-n", "--directory", str(workdir), "--configfile", str(workdir / "reordered.yaml"))
+    assert "Nothing to be done" in out.stdout + out.stderr, planned_jobs(out.stdout)
+
+
 @pytest.mark.slow
 def test_noop_rerun_and_snakemake_report(e2e: tuple[Path, dict]) -> None:
     workdir, _ = e2e
