@@ -8,16 +8,19 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
+import trl.trainer.utils as trl_utils
+from transformers import AutoModelForCausalLM
 
 from unlearning.likelihood import continuation_logliks
 from unlearning.models import Manifest, load_model
 from unlearning.prompting import PromptStyle, build_prompt
-from unlearning.training import LOG_COLUMNS, train
+from unlearning.training import LOG_COLUMNS, completion_positions_only, train
 
 STYLE = PromptStyle(instruction="Give only one sentence answer.")
 
@@ -38,6 +41,7 @@ def settings(**overrides) -> dict:  # noqa: ANN003
         "save_steps": 100,
         "seed": 0,
         "retain_weight": 0.0,
+        "precision": "fp32",
     }
     cfg.update(overrides)
     return cfg
@@ -166,3 +170,55 @@ def test_merged_export_matches_the_adapter(tiny_manifest: Manifest, tmp_path: Pa
     ids = torch.tensor([tokenizer("Where was the painter number 1 born?")["input_ids"]])
     with torch.no_grad():
         assert torch.allclose(merged(ids).logits, adapted(ids).logits, atol=1e-4)
+
+
+def test_cpu_head_projects_only_answer_positions_with_the_same_result(tiny_model_dir: Path, monkeypatch) -> None:  # noqa: ANN001
+    """The CPU speed-up of the fused LM head changes how many rows it projects, not what it returns."""
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    trl_utils.add_fused_lm_head(model, outputs=("log_probs", "entropy"))
+    ids = torch.randint(0, model.config.vocab_size, (3, 20), generator=torch.Generator().manual_seed(0))
+    labels = ids.clone()
+    labels[:, :12] = -100  # prompt positions
+    labels[1, -4:] = -100  # padding of a shorter answer
+    rows = []
+    original = trl_utils._ChunkedLogProbFunction
+
+    class Spy:
+        @staticmethod
+        def apply(hidden, *args):  # noqa: ANN001, ANN205
+            rows.append(hidden.shape[0])
+            return original.apply(hidden, *args)
+
+    monkeypatch.setattr(trl_utils, "_ChunkedLogProbFunction", Spy)
+    results = []
+    for compact in (False, True):
+        model.zero_grad()
+        with completion_positions_only() if compact else nullcontext():
+            out = model(input_ids=ids, labels=labels, fused_lm_head=True)
+        out.loss.backward()
+        grad = model.get_output_embeddings().weight.grad.clone()
+        results.append((out, grad))
+    assert rows == [3 * 19, int((labels[:, 1:] != -100).sum())]
+    (full, full_grad), (compact, compact_grad) = results
+    torch.testing.assert_close(compact.log_probs, full.log_probs)
+    torch.testing.assert_close(compact.entropy, full.entropy)
+    torch.testing.assert_close(compact_grad, full_grad)
+    assert trl_utils._use_triton(torch.device("cpu")) is False  # restored after the block
+
+
+def test_bf16_training_keeps_an_fp32_adapter_and_learns(tiny_manifest: Manifest, tmp_path: Path) -> None:
+    """precision: bf16 trains on bf16 weights (native or not) and still moves the DPO margin."""
+    result = train(
+        tiny_manifest,
+        pairs(),
+        settings(precision="bf16"),
+        style=STYLE,
+        adapter_dir=tmp_path / "adapter",
+        checkpoint_dir=tmp_path / "ckpt",
+    )
+    margins = result.log["rewards_margins"]
+    assert margins.iloc[-1] > margins.iloc[0] + 0.05
+    from safetensors.torch import load_file
+
+    weights = load_file(tmp_path / "adapter" / "adapter_model.safetensors")
+    assert {t.dtype for t in weights.values()} == {torch.float32}

@@ -140,10 +140,34 @@ def pick_device(requested_gpu: bool = False) -> torch.device:
 
 
 def pick_dtype(device: torch.device) -> torch.dtype:
-    """bf16 on CUDA (where supported); float32 on the CPU, where bf16 changes results beyond tolerance."""
+    """bf16 on CUDA (where supported); float32 on the CPU, so that batched and one-at-a-time greedy decoding and
+    the scores' likelihoods agree exactly (bf16 rounding depends on the batch's padding)."""
     if device.type == "cuda" and torch.cuda.is_bf16_supported():
         return torch.bfloat16
     return torch.float32
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether bf16 matrix products run natively (CUDA with bf16, or a CPU with AVX512-BF16 or AMX).
+
+    Elsewhere bf16 is emulated and slower than float32, so training would only lose precision.
+    """
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    return False
+
+
+def training_dtype(precision: str, device: torch.device) -> torch.dtype:
+    """The weights' dtype for training: ``bf16``/``fp32`` as asked, ``auto`` = bf16 wherever it is native."""
+    if precision == "bf16":
+        return torch.bfloat16
+    if precision == "fp32":
+        return torch.float32
+    if precision == "auto":
+        return torch.bfloat16 if native_bf16(device) else torch.float32
+    raise ValueError(f"train.precision must be auto, bf16 or fp32, not {precision!r}")
 
 
 def load_tokenizer(manifest: Manifest) -> PreTrainedTokenizerBase:

@@ -1,9 +1,13 @@
 """DPO + LoRA unlearning of one model, resumable, with a per-step log.
 
 The reference policy is the same model with its adapter disabled (TRL does this for PEFT models), so memory holds
-one copy of the weights. Checkpoints go to a folder that is not a Snakemake output, keyed by the training config's
-hash, so a killed job resumes from its last checkpoint while a changed config starts afresh. An optional retain
-term (alpha x NLL of retain answers, as in GradDiff) limits collateral forgetting.
+one copy of the weights; its log-probabilities are computed once, before the first epoch, and reused by every epoch.
+Weights are bf16 wherever bf16 is native (``train.precision: auto``), and on the CPU the LM head projects only the
+answer positions (``completion_positions_only``); benchmarks/run.py measures what each of these buys.
+
+Checkpoints go to a folder that is not a Snakemake output, keyed by the training config's hash, so a killed job
+resumes from its last checkpoint while a changed config starts afresh. An optional retain term (alpha x NLL of
+retain answers, as in GradDiff) limits collateral forgetting.
 """
 
 from __future__ import annotations
@@ -13,12 +17,14 @@ import random
 import shutil
 import time
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import torch
+import trl.trainer.utils as trl_utils
 from datasets import Dataset
 from peft import LoraConfig
 from transformers import PreTrainedTokenizerBase
@@ -26,7 +32,7 @@ from transformers.trainer_callback import TrainerState
 from transformers.trainer_utils import get_last_checkpoint
 from trl import DPOConfig, DPOTrainer
 
-from .models import Manifest, load_model, pick_device, pick_dtype
+from .models import Manifest, load_model, pick_device, training_dtype
 from .parquet_io import config_hash
 from .prompting import PromptStyle, build_prompt, user_message
 
@@ -111,11 +117,12 @@ class UnlearningDPOTrainer(DPOTrainer):
     """DPOTrainer plus an optional retain NLL term and wall-clock seconds in every log row."""
 
     def __init__(self, *args: Any, retain: list[tuple[list[int], int]], retain_weight: float, **kwargs: Any):
+        # the clock starts before TRL's __init__, which precomputes the reference log-probabilities
+        self._clock = time.monotonic()
+        self._seconds_before = 0.0
         super().__init__(*args, **kwargs)
         self.retain_weight = retain_weight
         self._retain_iter = self._cycle(retain, self.args.per_device_train_batch_size) if retain_weight else None
-        self._clock = time.monotonic()
-        self._seconds_before = 0.0
 
     def _cycle(self, examples: list[tuple[list[int], int]], batch_size: int) -> Iterator[dict[str, torch.Tensor]]:
         rng = random.Random(self.args.seed)
@@ -152,6 +159,28 @@ class UnlearningDPOTrainer(DPOTrainer):
         super().log(logs, start_time)
 
 
+@contextmanager
+def completion_positions_only() -> Iterator[None]:
+    """Make TRL's fused LM head project only the answer positions on the CPU too.
+
+    TRL scores only positions with a label on Triton devices but every position elsewhere (to keep shapes static
+    for compiling backends such as Neuron). On the CPU that spends most of the head, the costliest layer of a small
+    model with a large vocabulary, on prompt and padding positions whose log-probabilities are thrown away. The
+    log-probabilities are the same either way (tests/test_training.py checks it).
+    """
+    if not hasattr(trl_utils, "_use_triton"):
+        raise RuntimeError(
+            "this TRL version no longer exposes trl.trainer.utils._use_triton; update "
+            "unlearning.training.completion_positions_only for it"
+        )
+    original = trl_utils._use_triton
+    trl_utils._use_triton = lambda device: device.type == "cpu" or original(device)
+    try:
+        yield
+    finally:
+        trl_utils._use_triton = original
+
+
 def _prepare_checkpoints(folder: Path, key: str) -> str | None:
     """The last checkpoint in ``folder`` if it was made with the same config, else a clean folder."""
     stamp = folder / "config_hash.txt"
@@ -177,7 +206,9 @@ def train(
     """Train a LoRA adapter with DPO on ``pairs``; save only the adapter; return the per-step log."""
     lora, dpo = cfg["lora"], cfg["dpo"]
     device = pick_device(requested_gpu)
-    model, tokenizer = load_model(manifest, device=device, dtype=pick_dtype(device))
+    dtype = training_dtype(cfg.get("precision", "auto"), device)
+    log.info("training on %s in %s", device, dtype)
+    model, tokenizer = load_model(manifest, device=device, dtype=dtype)
     dataset, truncated = preference_dataset(pairs, tokenizer, style, int(dpo["max_prompt_length"]))
     retain_weight = float(cfg.get("retain_weight") or 0.0)
     retain_examples = []
@@ -196,7 +227,8 @@ def train(
         beta=float(dpo["beta"]),
         loss_type=[dpo["loss_type"]],
         max_length=int(dpo["max_length"]),
-        precompute_ref_log_probs=False,
+        precompute_ref_log_probs=True,
+        precompute_ref_batch_size=2 * int(dpo["batch_size"]),
         gradient_checkpointing=bool(cfg.get("gradient_checkpointing", False)),
         logging_steps=1,
         save_strategy="steps",
@@ -205,7 +237,8 @@ def train(
         report_to=[],
         seed=int(cfg["seed"]),
         data_seed=int(cfg["seed"]),
-        bf16=device.type == "cuda" and pick_dtype(device) == torch.bfloat16,
+        # the weights already have the training dtype: autocast would only re-cast them on every operation
+        bf16=False,
         use_cpu=device.type == "cpu",
         dataloader_num_workers=0,
         disable_tqdm=False,
@@ -217,24 +250,26 @@ def train(
         target_modules=lora["target_modules"],
         task_type="CAUSAL_LM",
     )
-    trainer = UnlearningDPOTrainer(
-        model=model,
-        args=args,
-        train_dataset=dataset,
-        processing_class=tokenizer,
-        peft_config=peft_config,
-        retain=retain_examples,
-        retain_weight=retain_weight,
-    )
-    resumed_from = 0
-    if resume:
-        state = TrainerState.load_from_json(str(Path(resume) / "trainer_state.json"))
-        resumed_from = state.global_step
-        # the restored log history carries the seconds spent before the interruption
-        trainer._seconds_before = max((h.get("seconds", 0.0) for h in state.log_history), default=0.0)
-        log.info("resuming training from %s (step %d)", resume, resumed_from)
     start = time.monotonic()
-    trainer.train(resume_from_checkpoint=resume)
+    with completion_positions_only():
+        # the reference log-probabilities are computed here, before training starts
+        trainer = UnlearningDPOTrainer(
+            model=model,
+            args=args,
+            train_dataset=dataset,
+            processing_class=tokenizer,
+            peft_config=peft_config,
+            retain=retain_examples,
+            retain_weight=retain_weight,
+        )
+        resumed_from = 0
+        if resume:
+            state = TrainerState.load_from_json(str(Path(resume) / "trainer_state.json"))
+            resumed_from = state.global_step
+            # the restored log history carries the seconds spent before the interruption
+            trainer._seconds_before = max((h.get("seconds", 0.0) for h in state.log_history), default=0.0)
+            log.info("resuming training from %s (step %d)", resume, resumed_from)
+        trainer.train(resume_from_checkpoint=resume)
     seconds = time.monotonic() - start
     adapter_dir = Path(adapter_dir)
     trainer.model.save_pretrained(str(adapter_dir), safe_serialization=True)
