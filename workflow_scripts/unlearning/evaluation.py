@@ -68,6 +68,24 @@ def answer_questions(
     return table[GENERATION_COLUMNS].reset_index(drop=True)
 
 
+def likelihood_requests(
+    questions: pd.DataFrame, prompts: Sequence[str], truthfulqa: pd.DataFrame
+) -> tuple[list[tuple[str, str]], dict[str, tuple[int, int, int, int]]]:
+    """Every (prompt, continuation) a variant is scored on, for one batched pass: each question's true answer in
+    row order, then every TruthfulQA option; and per TruthfulQA id (start, #correct, #incorrect, #options)."""
+    requests: list[tuple[str, str]] = [(p, ref) for p, ref in zip(prompts, questions["reference"], strict=True)]
+    mc_slices: dict[str, tuple[int, int, int, int]] = {}
+    tqa = truthfulqa.set_index("id")
+    prompt_of = dict(zip(questions["id"], prompts, strict=True))
+    for qid in questions.loc[questions["split"] == "truthfulqa", "id"]:
+        item = tqa.loc[qid]
+        start = len(requests)
+        options = [item["best_answer"], *item["correct_answers"], *item["incorrect_answers"]]
+        requests += [(prompt_of[qid], o) for o in options]
+        mc_slices[qid] = (start, len(item["correct_answers"]), len(item["incorrect_answers"]), len(options))
+    return requests, mc_slices
+
+
 def score_answers(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -88,17 +106,7 @@ def score_answers(
     df["degenerate"] = [metrics.is_degenerate(g) for g in df["generation"]]
     prompts = prompts_for(tokenizer, df["question"], style)
 
-    # one batched pass for every likelihood the variant model is asked for: true answers, then MC options
-    requests: list[tuple[str, str]] = [(p, ref) for p, ref in zip(prompts, df["reference"], strict=True)]
-    mc_slices: dict[str, tuple[int, int, int, int]] = {}
-    tqa = truthfulqa.set_index("id")
-    prompt_of = dict(zip(df["id"], prompts, strict=True))
-    for qid in df.loc[df["split"] == "truthfulqa", "id"]:
-        item = tqa.loc[qid]
-        start = len(requests)
-        options = [item["best_answer"], *item["correct_answers"], *item["incorrect_answers"]]
-        requests += [(prompt_of[qid], o) for o in options]
-        mc_slices[qid] = (start, len(item["correct_answers"]), len(item["incorrect_answers"]), len(options))
+    requests, mc_slices = likelihood_requests(df, prompts, truthfulqa)
     lls = continuation_logliks(
         model, tokenizer, [r[0] for r in requests], [r[1] for r in requests], batch_size=batch_size, desc="likelihood"
     )

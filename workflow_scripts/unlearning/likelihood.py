@@ -64,21 +64,31 @@ def continuation_logliks(
 
     @torch.inference_mode()
     def run(batch: list[tuple[list[int], list[int]]]) -> list[LogLik]:
+        # Left padding ends every row at the same column, so the LM head needs only the last ``keep`` positions
+        # (those that predict a continuation token) instead of every prompt position: the head is the costliest
+        # layer of a small model with a large vocabulary. Position ids skip the padding, as in generation.
         width = max(len(p) + len(c) for p, c in batch)
+        keep = max(len(c) for _, c in batch) + 1
         ids = torch.full((len(batch), width), pad, dtype=torch.long)
         mask = torch.zeros_like(ids)
         for row, (p, c) in enumerate(batch):
             seq = p + c
-            ids[row, : len(seq)] = torch.tensor(seq)
-            mask[row, : len(seq)] = 1
-        logits = model(input_ids=ids.to(model.device), attention_mask=mask.to(model.device)).logits.float()
+            ids[row, width - len(seq) :] = torch.tensor(seq)
+            mask[row, width - len(seq) :] = 1
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        logits = model(
+            input_ids=ids.to(model.device),
+            attention_mask=mask.to(model.device),
+            position_ids=positions.to(model.device),
+            logits_to_keep=keep,
+        ).logits.float()
         results = []
-        for row, (p, c) in enumerate(batch):
+        for row, (_, c) in enumerate(batch):
             if not c:
                 results.append(LogLik(0.0, 0))
                 continue
-            # logits at position t predict token t + 1
-            step = logits[row, len(p) - 1 : len(p) + len(c) - 1]
+            # the last ``keep`` positions; position t predicts token t + 1, the last one predicts nothing
+            step = logits[row, keep - 1 - len(c) : keep - 1]
             target = torch.tensor(c, device=step.device)
             lp = step.gather(1, target[:, None]).squeeze(1) - torch.logsumexp(step, dim=-1)
             results.append(LogLik(float(lp.sum()), len(c)))
