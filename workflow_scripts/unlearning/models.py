@@ -186,8 +186,12 @@ def load_model(
     adapter: str | os.PathLike | None = None,
     device: torch.device | None = None,
     dtype: torch.dtype | None = None,
+    attn_implementation: str | None = None,
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """Model and tokenizer from a manifest (safetensors only), with a LoRA adapter applied when given."""
+    """Model and tokenizer from a manifest (safetensors only), with a LoRA adapter applied when given.
+
+    ``attn_implementation`` None keeps transformers' choice (SDPA where the model supports it).
+    """
     if manifest.source != "hub":
         check_local_checkpoint(Path(manifest.path))
     device = device or pick_device()
@@ -200,6 +204,7 @@ def load_model(
         trust_remote_code=manifest.trust_remote_code,
         use_safetensors=True,
         dtype=dtype,
+        attn_implementation=attn_implementation,
     )
     if adapter is not None:
         from peft import PeftModel

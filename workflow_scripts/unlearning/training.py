@@ -3,7 +3,7 @@
 The reference policy is the same model with its adapter disabled (TRL does this for PEFT models), so memory holds
 one copy of the weights; its log-probabilities are computed once, before the first epoch, and reused by every epoch.
 Weights are bf16 wherever bf16 is native (``train.precision: auto``), and on the CPU the LM head projects only the
-answer positions (``completion_positions_only``); benchmarks/run.py measures what each of these buys.
+answer positions (``completion_positions_only``) and attention is eager; benchmarks/run.py measures what each buys.
 
 Checkpoints go to a folder that is not a Snakemake output, keyed by the training config's hash, so a killed job
 resumes from its last checkpoint while a changed config starts afresh. An optional retain term (alpha x NLL of
@@ -208,7 +208,10 @@ def train(
     device = pick_device(requested_gpu)
     dtype = training_dtype(cfg.get("precision", "auto"), device)
     log.info("training on %s in %s", device, dtype)
-    model, tokenizer = load_model(manifest, device=device, dtype=dtype)
+    # On the CPU, eager attention trains faster than SDPA, whose CPU backward is slow for short padded sequences
+    # (18% of a whole run of the embedded default; benchmarks/run.py)
+    attention = "eager" if device.type == "cpu" else None
+    model, tokenizer = load_model(manifest, device=device, dtype=dtype, attn_implementation=attention)
     dataset, truncated = preference_dataset(pairs, tokenizer, style, int(dpo["max_prompt_length"]))
     retain_weight = float(cfg.get("retain_weight") or 0.0)
     retain_examples = []
