@@ -1,7 +1,7 @@
 """One benchmark of every heavy stage on the embedded default (SmolLM2-135M-Instruct and the sample data), each
 against its baseline in the same process run. Prints a Markdown table and writes it as JSON.
 
-    python benchmarks/run.py                          # everything (about 40 minutes on 2 CPU cores)
+    python benchmarks/run.py                          # everything (about 30 minutes on 2 CPU cores)
     python benchmarks/run.py --only training --epochs 1
 
 Sections: ``workflow`` (Snakemake from an empty results/, no-op rerun, rerun after a scoring setting change, each
