@@ -13,7 +13,7 @@ import math
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -181,7 +181,9 @@ def run_variant(
     stats = token_stats(trainer.train_dataset)
     epochs = cfg["dpo"]["epochs"]
     params = linear_params(trainer.model)
-    flops = executed_flops(stats, params, epochs, variant)
+    # on Triton devices TRL's head is compact for every variant
+    executed = replace(variant, compact_head=True) if device.type != "cpu" else variant
+    flops = executed_flops(stats, params, epochs, executed)
     compute_dtype = torch.bfloat16 if variant.autocast_bf16 or dtype == torch.bfloat16 else torch.float32
     row = _row(variant.label, seconds, trainer.state.log_history, len(pairs) * epochs, flops, peak(compute_dtype))
     row["dtype"] = str(compute_dtype).removeprefix("torch.")
@@ -210,7 +212,7 @@ def run_project(
     dtype = training_dtype(cfg["precision"], device)
     on_cpu = device.type == "cpu"
     variant = Variant("this project", gradient_checkpointing=False, autocast_bf16=False,
-                      compact_head=on_cpu, eager_attention=on_cpu, precompute_ref=True)  # fmt: skip
+                      compact_head=True, eager_attention=on_cpu, precompute_ref=True)  # fmt: skip
     flops = executed_flops(stats, params, epochs, variant)
     history = result.log.to_dict("records")
     row = _row(
