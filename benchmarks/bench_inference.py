@@ -15,10 +15,22 @@ from unlearning.likelihood import continuation_logliks
 from unlearning.prompting import PromptStyle
 
 
-def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
-    start = time.perf_counter()
-    out = fn()
-    return out, time.perf_counter() - start
+def batched_vs_one(
+    run: Callable[[int], list[Any]], batch_size: int, labels: tuple[str, str], count: Callable[[list[Any]], dict]
+) -> tuple[list[dict], dict[int, list[Any]]]:
+    """Rows for ``run`` at ``batch_size`` and at 1 (the baseline), and each run's outputs by batch size.
+
+    ``count`` turns a run's outputs into the row's item/token counts; rates per second are added from them.
+    """
+    rows, outputs = [], {}
+    for label, size in zip(labels, (batch_size, 1), strict=True):
+        start = time.perf_counter()
+        outputs[size] = run(size)
+        seconds = time.perf_counter() - start
+        counts = count(outputs[size])
+        rows.append({"benchmark": label, **counts, "seconds": seconds,
+                     **{f"{k}_per_s": v / seconds for k, v in counts.items()}})  # fmt: skip
+    return rows, outputs
 
 
 def bench_generation(
@@ -29,22 +41,16 @@ def bench_generation(
     max_new_tokens: int,  # noqa: ANN401
 ) -> list[dict]:
     """Greedy answers to every prompt; the share of identical answers shows batching changes no output."""
-    rows, texts = [], {}
-    for label, size in {
-        f"generation, batched (batch {batch_size}, length-sorted, KV cache)": batch_size,
-        "generation, one prompt at a time (baseline)": 1,
-    }.items():
-        outs, seconds = timed(
-            lambda size=size: generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=size)
-        )
-        tokens = sum(o.new_tokens for o in outs)
-        texts[size] = [o.text for o in outs]
-        rows.append(
-            {"benchmark": label, "items": len(prompts), "tokens": tokens, "seconds": seconds,
-             "tokens_per_s": tokens / seconds, "items_per_s": len(prompts) / seconds}
-        )  # fmt: skip
+    rows, outs = batched_vs_one(
+        lambda size: generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=size),
+        batch_size,
+        (f"generation, batched (batch {batch_size}, length-sorted, KV cache)",
+         "generation, one prompt at a time (baseline)"),
+        lambda gens: {"items": len(gens), "tokens": sum(g.new_tokens for g in gens)},
+    )  # fmt: skip
     rows[0]["ratio_vs_baseline"] = rows[0]["tokens_per_s"] / rows[1]["tokens_per_s"]
-    rows[0]["identical_outputs"] = sum(a == b for a, b in zip(texts[batch_size], texts[1], strict=True)) / len(prompts)
+    same = sum(a.text == b.text for a, b in zip(outs[batch_size], outs[1], strict=True))
+    rows[0]["identical_outputs"] = same / len(prompts)
     return rows
 
 
@@ -52,22 +58,15 @@ def bench_likelihood(model: Any, tokenizer: Any, requests: list[tuple[str, str]]
     """Teacher-forced log-likelihoods of the true answers and every TruthfulQA option (answer probability,
     MC1/MC2); perplexity of generations is the same computation."""
     prompts, continuations = [r[0] for r in requests], [r[1] for r in requests]
-    rows, totals = [], {}
-    for label, size in {
-        f"likelihood, batched (batch {batch_size}, length-sorted, LM head on answers only)": batch_size,
-        "likelihood, one item at a time (baseline)": 1,
-    }.items():
-        lls, seconds = timed(
-            lambda size=size: continuation_logliks(model, tokenizer, prompts, continuations, batch_size=size)
-        )
-        totals[size] = [ll.total for ll in lls]
-        rows.append(
-            {"benchmark": label, "items": len(requests), "tokens": sum(ll.tokens for ll in lls),
-             "seconds": seconds, "items_per_s": len(requests) / seconds}
-        )  # fmt: skip
+    rows, lls = batched_vs_one(
+        lambda size: continuation_logliks(model, tokenizer, prompts, continuations, batch_size=size),
+        batch_size,
+        (f"likelihood, batched (batch {batch_size}, length-sorted, LM head on answers only)",
+         "likelihood, one item at a time (baseline)"),
+        lambda out: {"items": len(out), "tokens": sum(ll.tokens for ll in out)},
+    )  # fmt: skip
     rows[0]["ratio_vs_baseline"] = rows[0]["items_per_s"] / rows[1]["items_per_s"]
-    diffs = [abs(a - b) for a, b in zip(totals[batch_size], totals[1], strict=True)]
-    rows[0]["max_abs_loglik_diff"] = max(diffs)
+    rows[0]["max_abs_loglik_diff"] = max(abs(a.total - b.total) for a, b in zip(lls[batch_size], lls[1], strict=True))
     return rows
 
 

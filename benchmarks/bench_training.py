@@ -91,9 +91,7 @@ def linear_params(model: torch.nn.Module) -> tuple[int, int]:
     return backbone, head.weight.numel()
 
 
-def executed_flops(
-    stats: TokenStats, params: tuple[int, int], epochs: float, variant: Variant, *, retain_tokens: int = 0
-) -> float:
+def executed_flops(stats: TokenStats, params: tuple[int, int], epochs: float, variant: Variant) -> float:
     """FLOPs a variant executes on real tokens over ``epochs`` (see the module docstring)."""
     backbone, head = params
     head_rows = stats.answer_tokens if variant.compact_head else stats.sequence_tokens
@@ -101,7 +99,7 @@ def executed_flops(
     policy = 2 * forward * epochs  # forward + input-gradient backward
     reference = forward * (1 if variant.precompute_ref else epochs)
     recompute = 2 * backbone * stats.sequence_tokens * epochs if variant.gradient_checkpointing else 0
-    return policy + reference + recompute + 4 * (backbone + head) * retain_tokens
+    return policy + reference + recompute
 
 
 def _trl_config(out_dir: Path, cfg: dict, variant: Variant, device: torch.device) -> DPOConfig:
