@@ -1,5 +1,7 @@
-# Targeted unlearning of small instruct LMs: data -> perturbation -> DPO + LoRA -> generation -> scores -> report.
+# Targeted unlearning of small instruct LMs: data -> perturbation -> LoRA unlearning (several methods) -> generation -> scores -> report.
 # Run: snakemake --cores all   (see README.md; the DAG and artifacts are described in rules/*.smk)
+import re
+
 from snakemake.utils import min_version, validate
 
 min_version("9.0")
@@ -18,21 +20,22 @@ include: "rules/common.smk"
 
 
 wildcard_constraints:
-    model="|".join(MODELS),
-    variant="base|unlearned",
+    model="|".join(map(re.escape, MODELS)),
+    method="|".join(map(re.escape, UNLEARN)),
+    variant="|".join(map(re.escape, VARIANTS)),
 
 
 include: "rules/data.smk"
 include: "rules/models.smk"
 include: "rules/perturb.smk"
-include: "rules/train.smk"
+include: "rules/unlearn.smk"
 include: "rules/generate.smk"
 include: "rules/score.smk"
 include: "rules/report.smk"
 
 
 # Cheap rules (and the ones that may download from the hub, which compute nodes often cannot reach) run on the
-# submit host under a cluster profile; the heavy ones (perturb, train_dpo_lora, generate, score) are submitted.
+# submit host under a cluster profile; the heavy ones (perturb, unlearn, generate, score) are submitted.
 localrules:
     all,
     prepare_data,

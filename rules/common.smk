@@ -1,10 +1,18 @@
 # Helpers shared by every .smk file: per-model settings and resources, and which inputs a job needs.
 import sys
 
+from snakemake.exceptions import WorkflowError
+
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow_scripts"))
 
 from unlearning.parquet_io import looks_complete  # noqa: E402
-from unlearning.settings import perturb_settings, prompt_style, train_settings  # noqa: E402
+from unlearning.settings import (  # noqa: E402
+    needs_pairs,
+    perturb_settings,
+    prompt_style,
+    unlearn_entries,
+    unlearn_settings,
+)
 
 
 def resolve_local_paths():
@@ -48,7 +56,8 @@ def sorted_keys(value):
 resolve_local_paths()
 remove_truncated_artifacts()
 MODELS = list(config["models"])  # in the config's order, which the report keeps
-VARIANTS = ["base", "unlearned"]
+UNLEARN = unlearn_entries(config)  # the unlearn: entries, in the config's order
+VARIANTS = ["base", *UNLEARN]
 _canonical = sorted_keys(config)
 config.clear()
 config.update(_canonical)
@@ -84,8 +93,26 @@ def premade_inputs(wildcards):
     return {"premade": path} if path else {}
 
 
+def validate_unlearn_entries():
+    """Every unlearn: entry's settings against its method, for every model, before any job runs."""
+    for model in MODELS:
+        for entry in UNLEARN:
+            try:
+                unlearn_settings(config, model, entry)
+            except ValueError as exc:
+                raise WorkflowError(f"config: {exc}") from None
+
+
 def adapter_inputs(wildcards):
-    """The adapter of a model for the unlearned variant; nothing for base, which never waits on training."""
-    if wildcards.variant == "unlearned":
-        return {"adapter": f"results/train/{wildcards.model}/adapter"}
+    """The adapter of an unlearn: entry's variant; nothing for base, which never waits on training."""
+    if wildcards.variant != "base":
+        return {"adapter": f"results/unlearn/{wildcards.model}/{wildcards.variant}/adapter"}
     return {}
+
+
+def pairs_inputs(wildcards):
+    """The DPO pairs, for the methods that train on them only: the others never wait on the perturber."""
+    return {"pairs": "results/perturb/dpo_pairs.parquet"} if needs_pairs(config, wildcards.method) else {}
+
+
+validate_unlearn_entries()

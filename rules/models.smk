@@ -18,14 +18,14 @@ rule merge_adapter:
     """Optional: the unlearned model with its adapter merged, for serving elsewhere (not part of `all`)."""
     input:
         model="results/models/{model}",
-        adapter="results/train/{model}/adapter",
+        adapter="results/unlearn/{model}/{method}/adapter",
     output:
-        directory("results/train/{model}/merged"),
+        directory("results/unlearn/{model}/{method}/merged"),
     resources:
         mem_mb=lambda wc: model_resources(wc.model)["mem_mb"],
     conda:
         "../envs/unlearning.yaml"
     log:
-        "logs/merge_adapter/{model}.log",
+        "logs/merge_adapter/{model}/{method}.log",
     script:
         "../workflow_scripts/merge_adapter.py"

@@ -7,10 +7,10 @@ rule report:
         summary="results/score/summary.parquet",
         qa="results/data/qa.parquet",
         scores=expand("results/score/{model}/{variant}.parquet", model=MODELS, variant=VARIANTS),
-        logs=expand("results/train/{model}/log.parquet", model=MODELS),
+        logs=expand("results/unlearn/{model}/{method}/log.parquet", model=MODELS, method=UNLEARN),
         benchmarks=[
             "results/benchmarks/perturb.tsv",
-            *expand("results/benchmarks/train_dpo_lora/{model}.tsv", model=MODELS),
+            *expand("results/benchmarks/unlearn/{model}/{method}.tsv", model=MODELS, method=UNLEARN),
             *expand("results/benchmarks/generate/{model}/{variant}.tsv", model=MODELS, variant=VARIANTS),
             *expand("results/benchmarks/score/{model}/{variant}.tsv", model=MODELS, variant=VARIANTS),
         ],

@@ -1,4 +1,4 @@
-"""DPO + LoRA training on a tiny model: learning signal, adapter round trip, retain term, resume after a kill."""
+"""The unlearning engine on a tiny model: learning signal, adapter round trip, retain term, precision, resume."""
 
 from __future__ import annotations
 
@@ -8,40 +8,39 @@ import signal
 import subprocess
 import sys
 import time
-from contextlib import nullcontext
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
-import trl.trainer.utils as trl_utils
-from transformers import AutoModelForCausalLM
 
 from unlearning.likelihood import continuation_logliks
 from unlearning.models import Manifest, load_model
 from unlearning.prompting import PromptStyle, build_prompt
-from unlearning.training import LOG_COLUMNS, completion_positions_only, train
+from unlearning.training import LOG_COLUMNS, RetainBatches, TrainResult, train
 
 STYLE = PromptStyle(instruction="Give only one sentence answer.")
 
 
 def settings(**overrides) -> dict:  # noqa: ANN003
+    """Resolved settings of one unlearn entry (as unlearning.settings.unlearn_settings returns them)."""
     cfg = {
-        "lora": {"r": 8, "alpha": 16, "dropout": 0.0, "target_modules": "all-linear"},
-        "dpo": {
-            "beta": 0.1,
-            "loss_type": "sigmoid",
-            "learning_rate": 5e-3,
-            "epochs": 3,
-            "batch_size": 4,
-            "grad_accum": 1,
-            "max_length": 96,
-            "max_prompt_length": 64,
-        },
+        "method": "dpo",
+        "settings": {},
+        "lora": {"r": 8, "alpha": 16, "dropout": 0.0, "target_modules": "all-linear", "layers": None},
+        "learning_rate": 5e-3,
+        "epochs": 3,
+        "batch_size": 4,
+        "grad_accum": 1,
+        "max_length": 96,
+        "max_prompt_length": 64,
         "save_steps": 100,
         "seed": 0,
         "retain_weight": 0.0,
+        "retain_kind": "nll",
+        "retain_split": ["retain"],
         "precision": "fp32",
+        "gradient_checkpointing": False,
     }
     cfg.update(overrides)
     return cfg
@@ -59,12 +58,25 @@ def pairs(n: int = 8) -> pd.DataFrame:
     )
 
 
+PAIRS = pairs()
+FORGET = pd.DataFrame(
+    {"id": PAIRS["source_id"], "person": "painter", "question": PAIRS["prompt"], "answer": PAIRS["rejected"]}
+)
 RETAIN = pd.DataFrame(
     {
         "question": [f"Where was the composer number {i} born?" for i in range(4)],
         "answer": [f"The composer was born in Vienna in {1700 + i}." for i in range(4)],
     }
 )
+
+
+def train_with(manifest: Manifest, tmp_path: Path, cfg: dict, n_pairs: int = 8) -> TrainResult:
+    p = pairs(n_pairs)
+    forget = pd.DataFrame({"id": p["source_id"], "person": "painter", "question": p["prompt"], "answer": p["rejected"]})
+    return train(
+        manifest, cfg, forget=forget, pairs=p, retain=RETAIN, style=STYLE,
+        adapter_dir=tmp_path / "a", checkpoint_dir=tmp_path / "c",
+    )  # fmt: skip
 
 
 def mean_loglik(model, tokenizer, questions, answers) -> float:  # noqa: ANN001
@@ -74,14 +86,11 @@ def mean_loglik(model, tokenizer, questions, answers) -> float:  # noqa: ANN001
 
 
 def test_dpo_learns_and_adapter_round_trips(tiny_manifest: Manifest, tmp_path: Path) -> None:
-    result = train(
-        tiny_manifest, pairs(), settings(), style=STYLE, adapter_dir=tmp_path / "a", checkpoint_dir=tmp_path / "c"
-    )
-    log = result.log
-    assert list(log.columns) == list(LOG_COLUMNS) and list(log["step"]) == list(range(1, 7))
+    log = train_with(tiny_manifest, tmp_path, settings()).log
+    assert list(log.columns[: len(LOG_COLUMNS)]) == list(LOG_COLUMNS) and list(log["step"]) == list(range(1, 7))
     assert log["loss"].iloc[-1] < log["loss"].iloc[0] - 0.05
     assert log["rewards_margins"].iloc[-1] > log["rewards_margins"].iloc[0] + 0.1
-    assert log["seconds"].is_monotonic_increasing and (log["num_tokens"] > 0).all()
+    assert log["seconds"].is_monotonic_increasing and log["num_tokens"].is_monotonic_increasing
     files = sorted(p.name for p in (tmp_path / "a").iterdir())
     assert "adapter_model.safetensors" in files and "adapter_config.json" in files
     assert not any(f.startswith("model") for f in files), "only the adapter is saved, never a full model"
@@ -89,9 +98,8 @@ def test_dpo_learns_and_adapter_round_trips(tiny_manifest: Manifest, tmp_path: P
     cpu = torch.device("cpu")
     base, tokenizer = load_model(tiny_manifest, device=cpu)
     unlearned, _ = load_model(tiny_manifest, adapter=tmp_path / "a", device=cpu)
-    p = pairs()
-    before = mean_loglik(base, tokenizer, p["prompt"], p["rejected"])
-    after = mean_loglik(unlearned, tokenizer, p["prompt"], p["rejected"])
+    before = mean_loglik(base, tokenizer, PAIRS["prompt"], PAIRS["rejected"])
+    after = mean_loglik(unlearned, tokenizer, PAIRS["prompt"], PAIRS["rejected"])
     assert after < before, "the reloaded adapter lowers the probability of the true (rejected) answers"
 
 
@@ -101,19 +109,26 @@ def test_retain_term_reduces_collateral_forgetting(tiny_manifest: Manifest, tmp_
     before = mean_loglik(base, tokenizer, RETAIN["question"], RETAIN["answer"])
     drops = {}
     for weight in (0.0, 1.0):
-        out = tmp_path / f"w{weight}"
-        train(
-            tiny_manifest,
-            pairs(),
-            settings(retain_weight=weight),
-            style=STYLE,
-            adapter_dir=out,
-            checkpoint_dir=tmp_path / f"c{weight}",
-            retain=RETAIN,
-        )
-        model, _ = load_model(tiny_manifest, adapter=out, device=cpu)
+        train_with(tiny_manifest, tmp_path / f"w{weight}", settings(method="grad_diff", retain_weight=weight))
+        model, _ = load_model(tiny_manifest, adapter=tmp_path / f"w{weight}" / "a", device=cpu)
         drops[weight] = before - mean_loglik(model, tokenizer, RETAIN["question"], RETAIN["answer"])
     assert drops[1.0] < drops[0.0] - 0.05, drops
+
+
+def test_retain_batches_depend_only_on_the_step() -> None:
+    examples = [([i, i + 1, i + 2], 1) for i in range(5)]
+    a, b = RetainBatches(examples, 2, seed=7, pad_id=0), RetainBatches(examples, 2, seed=7, pad_id=0)
+    assert a.per_pass == 3
+    for step in (4, 0, 9):  # asked for in any order, the same batch
+        torch.testing.assert_close(a[step]["input_ids"], b[step]["input_ids"])
+    first_pass = torch.cat([a[i]["input_ids"][:, 0] for i in range(3)]).tolist()
+    assert sorted(first_pass) == list(range(5)), "one pass covers every retain example once"
+
+
+def test_retain_weight_without_retain_questions_is_an_error(tiny_manifest: Manifest, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"unlearn\.unlearn: retain_weight is 1\.0 but the retain split has no"):
+        train(tiny_manifest, settings(retain_weight=1.0), forget=FORGET, pairs=PAIRS, retain=RETAIN.iloc[:0],
+              style=STYLE, adapter_dir=tmp_path / "a", checkpoint_dir=tmp_path / "c")  # fmt: skip
 
 
 RESUME_SCRIPT = """
@@ -123,16 +138,21 @@ from unlearning.models import Manifest
 from unlearning.prompting import PromptStyle
 from unlearning.training import train
 args = json.loads(sys.argv[1])
-result = train(Manifest(**args["manifest"]), pd.read_json(args["pairs"]), args["cfg"], style=PromptStyle(),
+pairs = pd.read_json(args["pairs"])
+forget = pd.DataFrame({"id": pairs["source_id"], "person": "p", "question": pairs["prompt"],
+                       "answer": pairs["rejected"]})
+result = train(Manifest(**args["manifest"]), args["cfg"], forget=forget, pairs=pairs, style=PromptStyle(),
                adapter_dir=args["adapter"], checkpoint_dir=args["ckpt"])
-print(json.dumps({"resumed_from_step": result.resumed_from_step, "steps": result.log["step"].tolist()}))
+print(json.dumps({"resumed_from_step": result.resumed_from_step, "steps": result.log["step"].tolist(),
+                  "tokens": result.log["num_tokens"].tolist()}))
 """
 
 
 @pytest.mark.slow
-def test_killed_training_resumes_from_last_checkpoint(tiny_manifest: Manifest, tmp_path: Path) -> None:
+@pytest.mark.parametrize("method", ["dpo", "npo"])
+def test_killed_training_resumes_from_last_checkpoint(method: str, tiny_manifest: Manifest, tmp_path: Path) -> None:
     pairs(16).to_json(tmp_path / "pairs.json")
-    cfg = settings(save_steps=3, dpo={**settings()["dpo"], "epochs": 4, "batch_size": 2})  # 32 steps
+    cfg = settings(method=method, save_steps=3, epochs=4, batch_size=2)  # 32 steps
     args = {
         "manifest": vars(tiny_manifest),
         "pairs": str(tmp_path / "pairs.json"),
@@ -154,13 +174,14 @@ def test_killed_training_resumes_from_last_checkpoint(tiny_manifest: Manifest, t
     report = json.loads(done.stdout.strip().splitlines()[-1])
     assert report["resumed_from_step"] >= 6
     assert report["steps"] == list(range(1, 33)), "the log holds the steps before and after the kill"
+    assert report["tokens"] == sorted(report["tokens"]), "token counts carry on from the interrupted run"
     assert (tmp_path / "adapter" / "adapter_model.safetensors").is_file()
 
 
 def test_merged_export_matches_the_adapter(tiny_manifest: Manifest, tmp_path: Path) -> None:
     from unlearning.training import merge_adapter
 
-    train(tiny_manifest, pairs(4), settings(), style=STYLE, adapter_dir=tmp_path / "a", checkpoint_dir=tmp_path / "c")
+    train_with(tiny_manifest, tmp_path, settings(), n_pairs=4)
     cpu = torch.device("cpu")
     with_adapter, tokenizer = load_model(tiny_manifest, adapter=tmp_path / "a", device=cpu)
     merge_adapter(with_adapter, tokenizer, tmp_path / "merged")
@@ -172,53 +193,17 @@ def test_merged_export_matches_the_adapter(tiny_manifest: Manifest, tmp_path: Pa
         assert torch.allclose(merged(ids).logits, adapted(ids).logits, atol=1e-4)
 
 
-def test_cpu_head_projects_only_answer_positions_with_the_same_result(tiny_model_dir: Path, monkeypatch) -> None:  # noqa: ANN001
-    """The CPU speed-up of the fused LM head changes how many rows it projects, not what it returns."""
-    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
-    trl_utils.add_fused_lm_head(model, outputs=("log_probs", "entropy"))
-    ids = torch.randint(0, model.config.vocab_size, (3, 20), generator=torch.Generator().manual_seed(0))
-    labels = ids.clone()
-    labels[:, :12] = -100  # prompt positions
-    labels[1, -4:] = -100  # padding of a shorter answer
-    rows = []
-    original = trl_utils._ChunkedLogProbFunction
-
-    class Spy:
-        @staticmethod
-        def apply(hidden, *args):  # noqa: ANN001, ANN205
-            rows.append(hidden.shape[0])
-            return original.apply(hidden, *args)
-
-    monkeypatch.setattr(trl_utils, "_ChunkedLogProbFunction", Spy)
-    results = []
-    for compact in (False, True):
-        model.zero_grad()
-        with completion_positions_only() if compact else nullcontext():
-            out = model(input_ids=ids, labels=labels, fused_lm_head=True)
-        out.loss.backward()
-        grad = model.get_output_embeddings().weight.grad.clone()
-        results.append((out, grad))
-    assert rows == [3 * 19, int((labels[:, 1:] != -100).sum())]
-    (full, full_grad), (compact, compact_grad) = results
-    torch.testing.assert_close(compact.log_probs, full.log_probs)
-    torch.testing.assert_close(compact.entropy, full.entropy)
-    torch.testing.assert_close(compact_grad, full_grad)
-    assert trl_utils._use_triton(torch.device("cpu")) is False  # restored after the block
-
-
 def test_bf16_training_keeps_an_fp32_adapter_and_learns(tiny_manifest: Manifest, tmp_path: Path) -> None:
     """precision: bf16 trains on bf16 weights (native or not) and still moves the DPO margin."""
-    result = train(
-        tiny_manifest,
-        pairs(),
-        settings(precision="bf16"),
-        style=STYLE,
-        adapter_dir=tmp_path / "adapter",
-        checkpoint_dir=tmp_path / "ckpt",
-    )
-    margins = result.log["rewards_margins"]
+    margins = train_with(tiny_manifest, tmp_path, settings(precision="bf16")).log["rewards_margins"]
     assert margins.iloc[-1] > margins.iloc[0] + 0.05
     from safetensors.torch import load_file
 
-    weights = load_file(tmp_path / "adapter" / "adapter_model.safetensors")
+    weights = load_file(tmp_path / "a" / "adapter_model.safetensors")
     assert {t.dtype for t in weights.values()} == {torch.float32}
+
+
+def test_gradient_checkpointing_trains_the_adapter(tiny_manifest: Manifest, tmp_path: Path) -> None:
+    """PEFT with gradient checkpointing needs input gradients, or nothing trains (open-unlearning issue 178)."""
+    log = train_with(tiny_manifest, tmp_path, settings(method="npo", gradient_checkpointing=True, epochs=1)).log
+    assert log["forget_loss"].iloc[-1] < log["forget_loss"].iloc[0]

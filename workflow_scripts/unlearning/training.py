@@ -1,55 +1,52 @@
-"""DPO + LoRA unlearning of one model, resumable, with a per-step log.
+"""The unlearning engine: LoRA training of one model with one registered method, resumable, with a per-step log.
 
-The reference policy is the same model with its adapter disabled (TRL does this for PEFT models), so memory holds
-one copy of the weights; its log-probabilities are computed once, before the first epoch, and reused by every epoch.
-Weights are bf16 wherever bf16 is native (``train.precision: auto``), and on the CPU the LM head projects only the
-answer positions (``completion_positions_only``) and attention is eager; benchmarks/run.py measures what each buys.
+Everything a method does not define lives here (see :mod:`unlearning.methods.base` for what it does define):
 
-Checkpoints go to a folder that is not a Snakemake output, keyed by the training config's hash, so a killed job
-resumes from its last checkpoint while a changed config starts afresh. An optional retain term (alpha x NLL of
-retain answers, as in GradDiff) limits collateral forgetting.
+* LoRA (PEFT) on the configured target modules and layers; only the adapter is saved.
+* The reference policy is the same model with its adapter disabled: memory holds one copy of the weights. The
+  reference log-probabilities a method declares (``reference_sequences``) are computed once, before training.
+* The shared retain term: ``retain_weight`` x (NLL or KL to the reference) on batches of the ``retain_split``
+  QA, drawn in a seeded order that depends only on the step (so a resumed run sees the same batches).
+* Speed-ups: the LM head projects only answer positions; weights are bf16 wherever bf16 is native
+  (``precision: auto``); attention is eager on the CPU (SDPA's CPU backward is slow for short padded sequences);
+  ``benchmarks/run.py`` measures what each buys.
+* Checkpoints go to a folder that is not a Snakemake output, keyed by the settings' hash, so a killed job resumes
+  from its last checkpoint while changed settings start afresh.
+* A guard against silent no-ops: training that leaves every LoRA B matrix at zero fails (PEFT with gradient
+  checkpointing and no input gradients trains nothing; open-unlearning issue 178).
+
+The per-step log has the columns :data:`LOG_COLUMNS` for every method, plus the method's own.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import random
 import shutil
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections import defaultdict
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import torch
-import trl.trainer.utils as trl_utils
-from datasets import Dataset
-from peft import LoraConfig
-from transformers import PreTrainedTokenizerBase
+from peft import LoraConfig, get_peft_model
+from transformers import PreTrainedTokenizerBase, Trainer, TrainingArguments
 from transformers.trainer_callback import TrainerState
 from transformers.trainer_utils import get_last_checkpoint
-from trl import DPOConfig, DPOTrainer
 
+from .methods import get_method
+from .methods.base import Method, backbone_and_head, sequence_logprob
 from .models import Manifest, load_model, pick_device, training_dtype
 from .parquet_io import config_hash
-from .prompting import PromptStyle, build_prompt, user_message
+from .prompting import PromptStyle, build_prompt
 
 log = logging.getLogger(__name__)
-LOG_COLUMNS = {
-    "step": "step",
-    "epoch": "epoch",
-    "loss": "loss",
-    "rewards_chosen": "rewards/chosen",
-    "rewards_rejected": "rewards/rejected",
-    "rewards_margins": "rewards/margins",
-    "rewards_accuracies": "rewards/accuracies",
-    "learning_rate": "learning_rate",
-    "num_tokens": "num_tokens",
-    "seconds": "seconds",
-    "retain_nll": "retain_nll",
-}
+LOG_COLUMNS = ("step", "epoch", "loss", "forget_loss", "retain_loss", "learning_rate", "num_tokens", "seconds")
+TokenSeq = tuple[list[int], int]  # token ids of prompt + answer, and the prompt's length
 
 
 @dataclass
@@ -73,214 +70,314 @@ def _fit_prompt(tokenizer: PreTrainedTokenizerBase, question: str, style: Prompt
     return text, True
 
 
-def preference_dataset(
-    pairs: pd.DataFrame, tokenizer: PreTrainedTokenizerBase, style: PromptStyle, max_prompt_length: int
-) -> tuple[Dataset, int]:
-    """TRL's conversational (chat template on) or plain preference format; prompts over the limit are cut."""
-    rows, truncated = [], 0
-    for prompt, chosen, rejected in zip(pairs["prompt"], pairs["chosen"], pairs["rejected"], strict=True):
-        question, cut = _fit_prompt(tokenizer, prompt, style, max_prompt_length)
+def tokenize_examples(
+    texts: pd.DataFrame,
+    names: Sequence[str],
+    tokenizer: PreTrainedTokenizerBase,
+    style: PromptStyle,
+    *,
+    max_length: int,
+    max_prompt_length: int,
+) -> tuple[list[dict[str, TokenSeq]], int]:
+    """Per row of ``texts`` (``prompt`` + one answer column per name): ``{name: (ids, prompt_length)}``.
+
+    The answer is followed by the EOS token (the end of the assistant's turn in a chat template); prompts over
+    ``max_prompt_length`` tokens are cut from the left of the question, sequences over ``max_length`` lose the end
+    of the answer. Returns the examples and how many prompts were cut.
+    """
+    examples, truncated = [], 0
+    lead = "" if style.chat_template else " "
+    for row in texts.itertuples(index=False):
+        question, cut = _fit_prompt(tokenizer, row.prompt, style, max_prompt_length)
         truncated += cut
-        if style.chat_template:
-            messages = [{"role": "system", "content": style.system}] if style.system else []
-            messages.append({"role": "user", "content": user_message(question, style.instruction)})
-            rows.append(
-                {
-                    "prompt": messages,
-                    "chosen": [{"role": "assistant", "content": chosen}],
-                    "rejected": [{"role": "assistant", "content": rejected}],
-                }
-            )
-        else:
-            prompt_text = build_prompt(tokenizer, question, **vars(style))
-            rows.append({"prompt": prompt_text, "chosen": " " + chosen, "rejected": " " + rejected})
+        prompt = tokenizer(build_prompt(tokenizer, question, **vars(style)), add_special_tokens=False)["input_ids"]
+        example = {}
+        for name in names:
+            answer = tokenizer(lead + str(getattr(row, name)), add_special_tokens=False)["input_ids"]
+            ids = (prompt + answer + [tokenizer.eos_token_id])[:max_length]
+            example[name] = (ids, min(len(prompt), len(ids) - 1))
+        examples.append(example)
     if truncated:
-        log.warning("%d of %d DPO prompts were longer than max_prompt_length and were cut", truncated, len(rows))
-    return Dataset.from_list(rows), truncated
+        log.warning("%d of %d prompts were longer than max_prompt_length and were cut", truncated, len(texts))
+    return examples, truncated
 
 
-def _retain_examples(
-    retain: pd.DataFrame, tokenizer: PreTrainedTokenizerBase, style: PromptStyle, max_length: int
-) -> list[tuple[list[int], int]]:
-    """(token ids of prompt + true answer, prompt length) for the retain term."""
-    out = []
-    for question, answer in zip(retain["question"], retain["answer"], strict=True):
-        prompt = build_prompt(tokenizer, question, **vars(style))
-        p = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-        a = tokenizer((" " if not style.chat_template else "") + answer, add_special_tokens=False)["input_ids"]
-        ids = (p + a + [tokenizer.eos_token_id])[:max_length]
-        out.append((ids, min(len(p), len(ids) - 1)))
-    return out
+def collate_sequences(items: Sequence[TokenSeq], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-padded ``input_ids``, ``attention_mask`` and ``labels`` (-100 off the answer), each ``[n, width]``."""
+    width = max(len(ids) for ids, _ in items)
+    input_ids = torch.full((len(items), width), pad_id, dtype=torch.long)
+    labels = torch.full_like(input_ids, -100)
+    mask = torch.zeros_like(input_ids)
+    for row, (ids, plen) in enumerate(items):
+        input_ids[row, : len(ids)] = torch.tensor(ids)
+        labels[row, plen : len(ids)] = torch.tensor(ids[plen:])
+        mask[row, : len(ids)] = 1
+    return {"input_ids": input_ids, "attention_mask": mask, "labels": labels}
 
 
-class UnlearningDPOTrainer(DPOTrainer):
-    """DPOTrainer plus an optional retain NLL term and wall-clock seconds in every log row."""
+class ExampleCollator:
+    """Batches of examples: a batch of sequences per name, and each precomputed ``ref_*`` as a ``[n]`` tensor."""
 
-    def __init__(self, *args: Any, retain: list[tuple[list[int], int]], retain_weight: float, **kwargs: Any):
-        # the clock starts before TRL's __init__, which precomputes the reference log-probabilities
+    def __init__(self, names: Sequence[str], pad_id: int) -> None:
+        self.names, self.pad_id = tuple(names), pad_id
+
+    def __call__(self, examples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        batch: dict[str, Any] = {n: collate_sequences([e[n] for e in examples], self.pad_id) for n in self.names}
+        for key in examples[0]:
+            if key.startswith("ref_"):
+                batch[key] = torch.tensor([e[key] for e in examples], dtype=torch.float32)
+        return batch
+
+
+class RetainBatches:
+    """Seeded retain batches indexed by micro-step: batch ``i`` is the same whenever it is asked for."""
+
+    def __init__(self, examples: Sequence[TokenSeq], batch_size: int, seed: int, pad_id: int) -> None:
+        self.examples, self.batch_size, self.seed, self.pad_id = list(examples), batch_size, seed, pad_id
+        self.per_pass = math.ceil(len(self.examples) / batch_size)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        order = list(range(len(self.examples)))
+        random.Random(f"{self.seed}-{i // self.per_pass}").shuffle(order)
+        start = (i % self.per_pass) * self.batch_size
+        return collate_sequences([self.examples[j] for j in order[start : start + self.batch_size]], self.pad_id)
+
+
+class UnlearningTrainer(Trainer):
+    """Hugging Face Trainer whose loss is a method's forget loss plus the weighted retain term; logs the parts."""
+
+    loss_is_scaled_for_ga = False  # the loss is a per-batch mean: the Trainer divides it by the accumulation steps
+
+    def __init__(
+        self, *args: Any, method: Method, retain: RetainBatches | None, retain_weight: float, **kwargs: Any
+    ) -> None:
+        # the clock starts before the Trainer's own set-up, as the reference pass started before this
         self._clock = time.monotonic()
         self._seconds_before = 0.0
+        self._tokens = 0
+        self._micro_step = 0
+        self._pending: dict[str, list[float]] = defaultdict(list)
         super().__init__(*args, **kwargs)
-        self.retain_weight = retain_weight
-        self._retain_iter = self._cycle(retain, self.args.per_device_train_batch_size) if retain_weight else None
+        self.method, self.retain, self.retain_weight = method, retain, retain_weight
 
-    def _cycle(self, examples: list[tuple[list[int], int]], batch_size: int) -> Iterator[dict[str, torch.Tensor]]:
-        rng = random.Random(self.args.seed)
-        pad = self.processing_class.pad_token_id
-        while True:
-            order = list(range(len(examples)))
-            rng.shuffle(order)
-            for start in range(0, len(order), batch_size):
-                batch = [examples[i] for i in order[start : start + batch_size]]
-                width = max(len(ids) for ids, _ in batch)
-                input_ids = torch.full((len(batch), width), pad, dtype=torch.long)
-                labels = torch.full_like(input_ids, -100)
-                mask = torch.zeros_like(input_ids)
-                for row, (ids, plen) in enumerate(batch):
-                    input_ids[row, : len(ids)] = torch.tensor(ids)
-                    labels[row, plen : len(ids)] = torch.tensor(ids[plen:])
-                    mask[row, : len(ids)] = 1
-                yield {"input_ids": input_ids, "attention_mask": mask, "labels": labels}
+    def resume_counters(self, state: TrainerState) -> None:
+        """Carry the seconds, tokens and retain position of the run that was interrupted."""
+        rows = [h for h in state.log_history if "seconds" in h]
+        self._seconds_before = max((h["seconds"] for h in rows), default=0.0)
+        self._tokens = int(max((h.get("num_tokens", 0) for h in rows), default=0))
+        self._micro_step = state.global_step * self.args.gradient_accumulation_steps
 
-    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # noqa: ANN001
-        result = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-        if self._retain_iter is None:
-            return result
-        batch = {k: v.to(self.accelerator.device) for k, v in next(self._retain_iter).items()}
-        nll = model(**batch, use_cache=False, fused_lm_head=True).loss
-        self._metrics["train"]["retain_nll"].append(float(nll.detach()))
-        if return_outputs:
-            loss, outputs = result
-            return loss + self.retain_weight * nll, outputs
-        return result + self.retain_weight * nll
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # noqa: ANN001, ANN201
+        forget_loss, extras = self.method.forget_loss(model, inputs)
+        loss = forget_loss
+        self._tokens += sum(int(inputs[n]["attention_mask"].sum()) for n in self.method.sequences)
+        self._pending["forget_loss"].append(float(forget_loss.detach()))
+        if self.retain_weight:
+            batch = _to_device(self.retain[self._micro_step], self.accelerator.device)
+            retain_loss = self.method.retain_loss(model, batch)
+            loss = loss + self.retain_weight * retain_loss
+            self._tokens += int(batch["attention_mask"].sum())
+            self._pending["retain_loss"].append(float(retain_loss.detach()))
+        for key, value in extras.items():
+            self._pending[key].append(float(value))
+        self._micro_step += 1
+        return (loss, None) if return_outputs else loss
+
+    def floating_point_ops(self, inputs: dict[str, Any]) -> int:
+        """Not estimated here (the inputs are nested); benchmarks/ counts executed FLOPs."""
+        return 0
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        logs["seconds"] = self._seconds_before + time.monotonic() - self._clock
+        if "loss" in logs:
+            for key, values in self._pending.items():
+                logs[key] = sum(values) / len(values)
+            self._pending.clear()
+            logs["num_tokens"] = float(self._tokens)
+            logs["seconds"] = self._seconds_before + time.monotonic() - self._clock
         super().log(logs, start_time)
 
 
-@contextmanager
-def completion_positions_only() -> Iterator[None]:
-    """Make TRL's fused LM head project only the answer positions on the CPU too.
-
-    TRL scores only positions with a label on Triton devices but every position elsewhere (to keep shapes static
-    for compiling backends such as Neuron). On the CPU that spends most of the head, the costliest layer of a small
-    model with a large vocabulary, on prompt and padding positions whose log-probabilities are thrown away. The
-    log-probabilities are the same either way (tests/test_training.py checks it).
-    """
-    if not hasattr(trl_utils, "_use_triton"):
-        raise RuntimeError(
-            "this TRL version no longer exposes trl.trainer.utils._use_triton; update "
-            "unlearning.training.completion_positions_only for it"
-        )
-    original = trl_utils._use_triton
-    trl_utils._use_triton = lambda device: device.type == "cpu" or original(device)
-    try:
-        yield
-    finally:
-        trl_utils._use_triton = original
-
-
 def _prepare_checkpoints(folder: Path, key: str) -> str | None:
-    """The last checkpoint in ``folder`` if it was made with the same config, else a clean folder."""
+    """The last checkpoint in ``folder`` if it was made with the same settings, else a clean folder."""
     stamp = folder / "config_hash.txt"
     if folder.exists() and (not stamp.exists() or stamp.read_text().strip() != key):
-        log.info("training config changed: discarding old checkpoints in %s", folder)
+        log.info("training settings changed: discarding old checkpoints in %s", folder)
         shutil.rmtree(folder)
     folder.mkdir(parents=True, exist_ok=True)
     stamp.write_text(key + "\n")
     return get_last_checkpoint(str(folder))
 
 
+def _batches(examples: Sequence[Mapping[str, Any]], collate: ExampleCollator, size: int) -> Iterator[dict]:
+    for start in range(0, len(examples), size):
+        yield collate(examples[start : start + size])
+
+
+def _to_device(batch: Any, device: torch.device) -> Any:  # noqa: ANN401
+    if isinstance(batch, Mapping):
+        return {k: _to_device(v, device) for k, v in batch.items()}
+    return batch.to(device)
+
+
+@torch.no_grad()
+def add_reference_logprobs(
+    model: torch.nn.Module, examples: list[dict[str, Any]], names: Sequence[str], collate: ExampleCollator, size: int
+) -> None:
+    """Store ``ref_<name>`` = log pi_ref(y|x) (adapter disabled) in every example, once, before training."""
+    if not names:
+        return
+    device = next(model.parameters()).device
+    with model.disable_adapter():
+        for start in range(0, len(examples), size):
+            chunk = examples[start : start + size]
+            batch = _to_device(collate(chunk), device)
+            for name in names:
+                logp, _ = sequence_logprob(model, batch[name])
+                for example, value in zip(chunk, logp.tolist(), strict=True):
+                    example[f"ref_{name}"] = value
+
+
+def check_adapter_trained(model: torch.nn.Module) -> None:
+    """Fail when every LoRA B matrix is still exactly zero: the adapter would be a silent no-op."""
+    b_weights = [p for n, p in model.named_parameters() if "lora_B" in n]
+    if not b_weights:
+        raise RuntimeError("the model has no LoRA B matrices: no adapter was attached")
+    if all(float(p.detach().abs().max()) == 0.0 for p in b_weights):
+        raise RuntimeError(
+            "training left every LoRA B matrix at zero, so the adapter changes nothing. Typical causes: gradient "
+            "checkpointing without input gradients (PEFT), a learning rate of 0, or no trainable LoRA target "
+            "(check lora.target_modules and lora.layers)"
+        )
+
+
+def lora_config(model: torch.nn.Module, lora: Mapping[str, Any]) -> LoraConfig:
+    """PEFT's LoraConfig from the ``lora:`` settings. With ``layers`` (PEFT's ``layers_to_transform``), PEFT needs
+    module names rather than ``all-linear``: then every linear module name inside the decoder layers is targeted."""
+    targets, layers = lora["target_modules"], lora.get("layers")
+    if layers is not None and targets == "all-linear":
+        blocks = backbone_and_head(model)[0].layers
+        targets = sorted({n.rsplit(".", 1)[-1] for n, m in blocks.named_modules() if isinstance(m, torch.nn.Linear)})
+    return LoraConfig(
+        r=int(lora["r"]),
+        lora_alpha=int(lora["alpha"]),
+        lora_dropout=float(lora["dropout"]),
+        target_modules=targets,
+        layers_to_transform=layers,
+        task_type="CAUSAL_LM",
+    )
+
+
 def train(
     manifest: Manifest,
-    pairs: pd.DataFrame,
     cfg: Mapping[str, Any],
     *,
+    forget: pd.DataFrame,
+    pairs: pd.DataFrame | None = None,
+    retain: pd.DataFrame | None = None,
     style: PromptStyle,
     adapter_dir: str | Path,
     checkpoint_dir: str | Path,
-    retain: pd.DataFrame | None = None,
+    entry: str = "unlearn",
     requested_gpu: bool = False,
 ) -> TrainResult:
-    """Train a LoRA adapter with DPO on ``pairs``; save only the adapter; return the per-step log."""
-    lora, dpo = cfg["lora"], cfg["dpo"]
+    """Train a LoRA adapter that makes ``manifest``'s model forget ``forget`` with the method ``cfg["method"]``.
+
+    ``cfg`` is an entry's resolved settings (``unlearning.settings.unlearn_settings``): ``method``, the method's
+    own ``settings``, and the shared ``lora``, ``learning_rate``, ``epochs``, ``batch_size``, ``grad_accum``,
+    ``max_length``, ``max_prompt_length``, ``retain_weight``, ``retain_kind``, ``precision``,
+    ``gradient_checkpointing``, ``save_steps`` and ``seed``. ``forget`` is the forget_train QA, ``pairs`` the DPO
+    pairs (methods with ``needs_pairs``), ``retain`` the QA of the retain term. Saves only the adapter.
+
+    Raises ValueError on settings that contradict the data (a retain weight without retain questions, a method
+    that needs pairs without them) and RuntimeError when training leaves the adapter unchanged.
+    """
+    method_cls = get_method(cfg["method"])
+    seed = int(cfg["seed"])
+    method = method_cls(
+        method_cls.settings_from(cfg.get("settings") or {}, entry), retain_kind=cfg["retain_kind"], seed=seed
+    )
+    retain_weight = float(cfg["retain_weight"])
+    if retain_weight and (retain is None or retain.empty):
+        raise ValueError(f"unlearn.{entry}: retain_weight is {retain_weight} but the retain split has no questions")
     device = pick_device(requested_gpu)
     dtype = training_dtype(cfg.get("precision", "auto"), device)
-    log.info("training on %s in %s", device, dtype)
-    # On the CPU, eager attention trains faster than SDPA, whose CPU backward is slow for short padded sequences
-    # (18% of a whole run of the embedded default; benchmarks/run.py)
+    log.info("unlearning with %s on %s in %s", method.name, device, dtype)
     attention = "eager" if device.type == "cpu" else None
     model, tokenizer = load_model(manifest, device=device, dtype=dtype, attn_implementation=attention)
-    dataset, truncated = preference_dataset(pairs, tokenizer, style, int(dpo["max_prompt_length"]))
-    retain_weight = float(cfg.get("retain_weight") or 0.0)
-    retain_examples = []
+    texts = method.training_texts(forget, pairs)
+    lengths = {"max_length": int(cfg["max_length"]), "max_prompt_length": int(cfg["max_prompt_length"])}
+    examples, truncated = tokenize_examples(texts, method.sequences, tokenizer, style, **lengths)
+    if not examples:
+        raise ValueError(f"unlearn.{entry}: method {method.name} has no training examples")
+    model = get_peft_model(model, lora_config(model, cfg["lora"]))
+    batch_size = int(cfg["batch_size"])
+    collate = ExampleCollator(method.sequences, tokenizer.pad_token_id)
+    start = time.monotonic()
+    add_reference_logprobs(model, examples, method.reference_sequences, collate, 2 * batch_size)
+    method.prepare(model, entry, (_to_device(b, device) for b in _batches(examples, collate, 2 * batch_size)))
+    retain_batches = None
     if retain_weight:
-        if retain is None or retain.empty:
-            raise ValueError("train.retain_weight is set but the retain split has no questions")
-        retain_examples = _retain_examples(retain, tokenizer, style, int(dpo["max_length"]))
+        retain_texts = pd.DataFrame({"prompt": retain["question"].to_numpy(), "answer": retain["answer"].to_numpy()})
+        retain_examples, _ = tokenize_examples(retain_texts, ("answer",), tokenizer, style, **lengths)
+        retain_batches = RetainBatches([e["answer"] for e in retain_examples], batch_size, seed, tokenizer.pad_token_id)
+    if cfg.get("gradient_checkpointing"):
+        model.enable_input_require_grads()  # without it PEFT + checkpointing trains nothing (checked below)
     checkpoint_dir = Path(checkpoint_dir)
-    resume = _prepare_checkpoints(checkpoint_dir, config_hash({"cfg": cfg, "style": vars(style), "n": len(pairs)}))
-    args = DPOConfig(
+    key = config_hash({"cfg": cfg, "style": vars(style), "n": len(examples)})
+    resume = _prepare_checkpoints(checkpoint_dir, key)
+    args = TrainingArguments(
         output_dir=str(checkpoint_dir),
-        per_device_train_batch_size=int(dpo["batch_size"]),
-        gradient_accumulation_steps=int(dpo["grad_accum"]),
-        learning_rate=float(dpo["learning_rate"]),
-        num_train_epochs=float(dpo["epochs"]),
-        beta=float(dpo["beta"]),
-        loss_type=[dpo["loss_type"]],
-        max_length=int(dpo["max_length"]),
-        precompute_ref_log_probs=True,
-        precompute_ref_batch_size=2 * int(dpo["batch_size"]),
-        gradient_checkpointing=bool(cfg.get("gradient_checkpointing", False)),
+        per_device_train_batch_size=batch_size,
+        gradient_accumulation_steps=int(cfg["grad_accum"]),
+        learning_rate=float(cfg["learning_rate"]),
+        num_train_epochs=float(cfg["epochs"]),
+        activation_checkpointing=bool(cfg.get("gradient_checkpointing", False)),
+        activation_checkpointing_kwargs={"use_reentrant": False},
         logging_steps=1,
         save_strategy="steps",
         save_steps=int(cfg["save_steps"]),
         save_total_limit=2,
         report_to=[],
-        seed=int(cfg["seed"]),
-        data_seed=int(cfg["seed"]),
-        # the weights already have the training dtype: autocast would only re-cast them on every operation
-        bf16=False,
+        seed=seed,
+        data_seed=seed,
+        bf16=False,  # the weights already have the training dtype: autocast would only re-cast them
         use_cpu=device.type == "cpu",
         dataloader_num_workers=0,
+        remove_unused_columns=False,
         disable_tqdm=False,
     )
-    peft_config = LoraConfig(
-        r=int(lora["r"]),
-        lora_alpha=int(lora["alpha"]),
-        lora_dropout=float(lora["dropout"]),
-        target_modules=lora["target_modules"],
-        task_type="CAUSAL_LM",
+    trainer = UnlearningTrainer(
+        model=model,
+        args=args,
+        train_dataset=examples,
+        data_collator=collate,
+        method=method,
+        retain=retain_batches,
+        retain_weight=retain_weight,
     )
-    start = time.monotonic()
-    with completion_positions_only():
-        # the reference log-probabilities are computed here, before training starts
-        trainer = UnlearningDPOTrainer(
-            model=model,
-            args=args,
-            train_dataset=dataset,
-            processing_class=tokenizer,
-            peft_config=peft_config,
-            retain=retain_examples,
-            retain_weight=retain_weight,
-        )
-        resumed_from = 0
-        if resume:
-            state = TrainerState.load_from_json(str(Path(resume) / "trainer_state.json"))
-            resumed_from = state.global_step
-            # the restored log history carries the seconds spent before the interruption
-            trainer._seconds_before = max((h.get("seconds", 0.0) for h in state.log_history), default=0.0)
-            log.info("resuming training from %s (step %d)", resume, resumed_from)
-        trainer.train(resume_from_checkpoint=resume)
+    trainer._clock = start
+    resumed_from = 0
+    if resume:
+        state = TrainerState.load_from_json(str(Path(resume) / "trainer_state.json"))
+        resumed_from = state.global_step
+        trainer.resume_counters(state)
+        log.info("resuming training from %s (step %d)", resume, resumed_from)
+    trainer.train(resume_from_checkpoint=resume)
     seconds = time.monotonic() - start
-    adapter_dir = Path(adapter_dir)
+    check_adapter_trained(trainer.model)
     trainer.model.save_pretrained(str(adapter_dir), safe_serialization=True)
-    rows = [h for h in trainer.state.log_history if "loss" in h and "step" in h]
-    table = pd.DataFrame([{ours: h.get(theirs) for ours, theirs in LOG_COLUMNS.items()} for h in rows])
-    table = table.astype({c: "float64" for c in table.columns if c != "step"}).astype({"step": "int64"})
+    table = training_log(trainer.state.log_history)
     shutil.rmtree(checkpoint_dir)
     return TrainResult(table, resumed_from, seconds, str(device), truncated)
+
+
+def training_log(history: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """The per-step rows of a Trainer's log history: :data:`LOG_COLUMNS`, then the method's own columns."""
+    rows = [h for h in history if "loss" in h and "step" in h and "train_runtime" not in h]
+    extra = sorted({k for h in rows for k in h} - set(LOG_COLUMNS) - {"grad_norm"})
+    columns = [*LOG_COLUMNS, *extra]
+    table = pd.DataFrame([{c: h.get(c, math.nan) for c in columns} for h in rows], columns=columns)
+    return table.astype({c: "float64" for c in columns if c != "step"}).astype({"step": "int64"})
 
 
 def merge_adapter(model: Any, tokenizer: PreTrainedTokenizerBase, out_dir: str | Path) -> None:

@@ -1,4 +1,4 @@
-"""Snakemake entry: DPO + LoRA unlearning of one model (rule train_dpo_lora)."""
+"""Snakemake entry: LoRA unlearning of one model with one unlearn: entry (rule unlearn)."""
 
 from unlearning.entry import stage
 from unlearning.models import Manifest
@@ -8,30 +8,32 @@ from unlearning.training import train
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
 
-with stage("train_dpo_lora", smk.log) as log:
+with stage("unlearn", smk.log) as log:
     cfg = smk.params.cfg
     qa = read_parquet(smk.input.qa)
-    splits = cfg["retain_split"] if isinstance(cfg["retain_split"], list) else [cfg["retain_split"]]
-    retain = qa[qa["split"].isin(splits)] if cfg.get("retain_weight") else None
     result = train(
         Manifest.load(f"{smk.input.model}/model.json"),
-        read_parquet(smk.input.pairs),
         cfg,
+        forget=qa[qa["split"] == "forget_train"],
+        pairs=read_parquet(path) if (path := smk.input.get("pairs")) else None,
+        retain=qa[qa["split"].isin(cfg["retain_split"])] if cfg["retain_weight"] else None,
         style=PromptStyle(**smk.params.style),
         adapter_dir=smk.output.adapter,
         checkpoint_dir=smk.params.checkpoints,
-        retain=retain,
+        entry=smk.wildcards.method,
         requested_gpu=smk.resources.gpu > 0,
     )
     final = result.log.iloc[-1]
     log.info(
-        "trained %d steps in %.1f s on %s (resumed from step %d); final loss %.4f, margin %.4f",
+        "%s: trained %d steps in %.1f s on %s (resumed from step %d); final loss %.4f (forget %.4f, retain %.4f)",
+        cfg["method"],
         int(final["step"]),
         result.seconds,
         result.device,
         result.resumed_from_step,
         final["loss"],
-        final["rewards_margins"],
+        final["forget_loss"],
+        final["retain_loss"],
     )
     extra = {
         "device": result.device,
@@ -42,8 +44,8 @@ with stage("train_dpo_lora", smk.log) as log:
     write_parquet(
         result.log,
         smk.output.log,
-        stage="train_dpo_lora",
-        config={"train": cfg, "style": smk.params.style},
+        stage="unlearn",
+        config={"unlearn": cfg, "style": smk.params.style},
         seed=cfg["seed"],
         extra=extra,
     )

@@ -1,17 +1,17 @@
-rule train_dpo_lora:
-    """DPO + LoRA unlearning of one model: the adapter only, plus a per-step training log."""
+rule unlearn:
+    """LoRA unlearning of one model with one unlearn: entry: the adapter only, plus a per-step training log."""
     input:
+        unpack(pairs_inputs),
         model="results/models/{model}",
-        pairs="results/perturb/dpo_pairs.parquet",
         qa="results/data/qa.parquet",
     output:
-        adapter=directory("results/train/{model}/adapter"),
-        log="results/train/{model}/log.parquet",
+        adapter=directory("results/unlearn/{model}/{method}/adapter"),
+        log="results/unlearn/{model}/{method}/log.parquet",
     params:
-        cfg=lambda wc: train_settings(config, wc.model),
+        cfg=lambda wc: sorted_keys(unlearn_settings(config, wc.model, wc.method)),
         style=lambda wc: prompt_style(config, wc.model),
         # not an output: a failed job keeps its checkpoints, and the rerun resumes from the last one
-        checkpoints=lambda wc: f"results/train/{wc.model}/checkpoints",
+        checkpoints=lambda wc: f"results/unlearn/{wc.model}/{wc.method}/checkpoints",
     threads: lambda wc: model_resources(wc.model)["threads"]
     resources:
         gpu=lambda wc: model_resources(wc.model)["gpu"],
@@ -20,8 +20,8 @@ rule train_dpo_lora:
     conda:
         "../envs/unlearning.yaml"
     log:
-        "logs/train_dpo_lora/{model}.log",
+        "logs/unlearn/{model}/{method}.log",
     benchmark:
-        "results/benchmarks/train_dpo_lora/{model}.tsv"
+        "results/benchmarks/unlearn/{model}/{method}.tsv"
     script:
-        "../workflow_scripts/train_dpo_lora.py"
+        "../workflow_scripts/unlearn.py"

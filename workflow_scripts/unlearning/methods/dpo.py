@@ -1,0 +1,81 @@
+"""DPO towards a plausible wrong answer: the original study's method (WPU, Shiyu-Lab; TRL's DPOTrainer).
+
+Each pair holds a forget question, ``chosen`` = a wrong answer from the perturbation stage and ``rejected`` = the
+truth. With ``d(y) = log pi_theta(y|x) - log pi_ref(y|x)`` (summed over answer tokens, reference = the model with
+its adapter disabled, precomputed once), the sigmoid loss of Rafailov et al. 2023 ("Direct Preference
+Optimization", eq. 7), as TRL's ``loss_type: sigmoid``:
+
+    L = -log sigmoid(beta * (d(chosen) - d(rejected)))
+
+Default beta = 0.1 (TRL's and the study's). Logged: DPO's implicit rewards ``beta * d`` of chosen and rejected,
+their margin and the share of pairs with a positive margin (TRL's ``rewards/*``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from . import register
+from .base import Method, sequence_logprob
+
+
+@dataclass(frozen=True)
+class DPOSettings:
+    beta: float = 0.1  # strength of the implicit KL constraint to the reference
+
+
+def dpo_loss(
+    chosen_log_ratio: torch.Tensor, rejected_log_ratio: torch.Tensor, beta: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``-log sigmoid(beta * (d_chosen - d_rejected))`` averaged over the batch, from log-ratios ``d`` ``[batch]``;
+    also the implicit rewards ``beta * d`` of chosen and rejected, ``[batch]`` each."""
+    chosen, rejected = beta * chosen_log_ratio, beta * rejected_log_ratio
+    return -F.logsigmoid(chosen - rejected).mean(), chosen, rejected
+
+
+def preference_loss(
+    model: torch.nn.Module, batch: Mapping[str, Any], beta: float
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """DPO's sigmoid loss on a batch of (chosen, rejected) pairs, with TRL's reward statistics."""
+    n = batch["chosen"]["input_ids"].shape[0]
+    # one forward for both halves: chosen and rejected right-padded to a common width
+    width = max(batch["chosen"]["input_ids"].shape[1], batch["rejected"]["input_ids"].shape[1])
+    both = {
+        key: torch.cat(
+            [F.pad(batch[h][key], (0, width - batch[h][key].shape[1]), value=-100 if key == "labels" else 0)
+             for h in ("chosen", "rejected")]
+        )
+        for key in ("input_ids", "attention_mask", "labels")
+    }  # fmt: skip
+    logp, _ = sequence_logprob(model, both)
+    loss, chosen, rejected = dpo_loss(logp[:n] - batch["ref_chosen"], logp[n:] - batch["ref_rejected"], beta)
+    margins = (chosen - rejected).detach()
+    return loss, {
+        "rewards_chosen": chosen.detach().mean(),
+        "rewards_rejected": rejected.detach().mean(),
+        "rewards_margins": margins.mean(),
+        "rewards_accuracies": (margins > 0).float().mean(),
+    }
+
+
+@register
+class DPO(Method):
+    name = "dpo"
+    Settings = DPOSettings
+    needs_pairs = True
+    sequences = ("chosen", "rejected")
+    reference_sequences = ("chosen", "rejected")
+
+    def training_texts(self, forget: pd.DataFrame, pairs: pd.DataFrame | None) -> pd.DataFrame:
+        if pairs is None:
+            raise ValueError("method dpo trains on preference pairs, and none were given")
+        return pairs[["prompt", "chosen", "rejected"]].reset_index(drop=True)
+
+    def forget_loss(self, model, batch):  # noqa: ANN001, ANN201
+        return preference_loss(model, batch, self.settings.beta)
