@@ -20,7 +20,7 @@ from test_workflow import tiny_config
 from unlearning.parquet_io import read_parquet
 
 ROOT = Path(__file__).resolve().parents[1]
-HEAVY = ("perturb", "train_dpo_lora", "generate", "score")
+HEAVY = ("perturb", "unlearn", "generate", "score")
 
 pytestmark = [
     pytest.mark.slow,

@@ -21,6 +21,7 @@ from unlearning.parquet_io import read_metadata, read_parquet
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+METHODS = ("dpo", "npo")  # the embedded default's unlearn: entries
 
 
 def snakemake(*args: str, cwd: Path = ROOT, check: bool = True, timeout: int = 900) -> subprocess.CompletedProcess:
@@ -61,9 +62,9 @@ def test_dry_run_plans_the_whole_dag(configfile: str | None, tmp_path: Path) -> 
         args += ["--configfile", str(ROOT / configfile)]
     out = snakemake(*args, cwd=ROOT)
     jobs = planned_jobs(out.stdout)
-    n_models = 3 if configfile else 1
-    assert jobs["train_dpo_lora"] == n_models and jobs["import_model"] == n_models
-    assert jobs["generate"] == jobs["score"] == 2 * n_models
+    n_models, n_methods = (3, 4) if configfile else (1, 2)
+    assert jobs["unlearn"] == n_models * n_methods and jobs["import_model"] == n_models
+    assert jobs["generate"] == jobs["score"] == n_models * (1 + n_methods)
     assert {"prepare_data", "perturb", "build_pairs", "summarize", "report", "all"} <= set(jobs)
 
 
@@ -74,9 +75,9 @@ def test_slurm_profile_plans_the_study_with_its_resources(tmp_path: Path) -> Non
         "--configfile", str(ROOT / "configs" / "paper.yaml"),
     )  # fmt: skip
     plan = out.stdout + out.stderr
-    assert planned_jobs(out.stdout)["train_dpo_lora"] == 3
-    blocks = re.findall(r"rule train_dpo_lora:.*?resources: ([^\n]*)", plan, flags=re.S)
-    assert len(blocks) == 3
+    assert planned_jobs(out.stdout)["unlearn"] == 12
+    blocks = re.findall(r"rule unlearn:.*?resources: ([^\n]*)", plan, flags=re.S)
+    assert len(blocks) == 12
     for block in blocks:
         assert "slurm_partition=gpu" in block and "gpu=1" in block and re.search(r"runtime=(360|480)", block)
 
@@ -84,7 +85,17 @@ def test_slurm_profile_plans_the_study_with_its_resources(tmp_path: Path) -> Non
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (lambda c: c["train"]["dpo"].update(beta="high"), r"'high' is not of type 'number'"),
+        (lambda c: c["train"].update(learning_rate="high"), r"'high' is not of type 'number'"),
+        (lambda c: c["train"].update(dpo={"beta": 0.1}), r"Unevaluated properties are not allowed \('dpo'"),
+        (
+            lambda c: c["unlearn"].update(npo={"method": "npo", "gamma": 2}),
+            r"unlearn\.npo: unknown setting\(s\) gamma for method 'npo'",
+        ),
+        (
+            lambda c: c["unlearn"].update(x={"method": "forgetall"}),
+            r"unlearn\.x: unknown unlearning method 'forgetall'",
+        ),
+        (lambda c: c["unlearn"].update(base={"method": "npo"}), r"should not be valid under \{'const': 'base'\}"),
         (lambda c: c["generate"].update(max_tokens=4), r"Additional properties are not allowed \('max_tokens'"),
         (lambda c: c.pop("models"), r"'models' is a required property"),
         (lambda c: c["perturb"]["refusals"].update(mode="sometimes"), r"'sometimes' is not one of"),
@@ -111,8 +122,8 @@ def tiny_config(model_dir: Path) -> dict:
     config["data"]["truthfulqa"]["limit"] = 8
     config["models"] = {"tiny": {"path": str(model_dir), "resources": {"mem_mb": 2000, "runtime": 10, "threads": 1}}}
     config["perturb"].update(model="tiny", k=2, max_rounds=1, max_new_tokens=8, max_failed_fraction=1.0)
-    config["train"]["dpo"].update(epochs=2, batch_size=8, learning_rate=5e-3, max_length=96, max_prompt_length=64)
-    config["train"]["retain_weight"] = 0.2  # the retain term runs in the DAG, weakly enough for a clear DPO signal
+    config["train"].update(epochs=2, batch_size=8, learning_rate=5e-3, max_length=96, max_prompt_length=64)
+    config["train"]["retain_weight"] = 0.2  # the retain term runs in the DAG, weakly enough for a clear signal
     config["generate"].update(max_new_tokens=8)
     return config
 
@@ -136,19 +147,23 @@ def test_end_to_end_run_writes_every_artifact(e2e: tuple[Path, dict]) -> None:
         results / "perturb" / "dpo_pairs.parquet", ["prompt", "chosen", "rejected", "kind", "source_id"]
     )
     assert len(pairs) > 0
-    log = read_parquet(results / "train" / "tiny" / "log.parquet")
-    assert log["rewards_margins"].iloc[-1] > log["rewards_margins"].iloc[0]
-    assert (results / "train" / "tiny" / "adapter" / "adapter_model.safetensors").is_file()
-    for variant in ("base", "unlearned"):
+    for method in METHODS:
+        log = read_parquet(results / "unlearn" / "tiny" / method / "log.parquet")
+        assert list(log.columns[:8]) == ["step", "epoch", "loss", "forget_loss", "retain_loss", "learning_rate",
+                                         "num_tokens", "seconds"]  # fmt: skip
+        assert log["forget_loss"].iloc[-1] < log["forget_loss"].iloc[0], method
+        adapter = results / "unlearn" / "tiny" / method / "adapter"
+        assert (adapter / "adapter_model.safetensors").is_file() and not list(adapter.glob("model*"))
+    base = read_parquet(results / "generate" / "tiny" / "base.parquet")
+    for variant in ("base", *METHODS):
         gens = read_parquet(results / "generate" / "tiny" / f"{variant}.parquet")
         assert len(gens) == len(qa) + 8
         scores = read_parquet(results / "score" / "tiny" / f"{variant}.parquet")
         assert scores["rougeL_recall"].between(0, 1).all()
-    base = read_parquet(results / "generate" / "tiny" / "base.parquet")
-    unlearned = read_parquet(results / "generate" / "tiny" / "unlearned.parquet")
-    assert not base["generation"].equals(unlearned["generation"]), "the adapter changes the answers"
+        if variant != "base":
+            assert not base["generation"].equals(gens["generation"]), f"the {variant} adapter changes the answers"
     summary = read_parquet(results / "score" / "summary.parquet", ["model", "variant", "split", "metric", "value"])
-    assert {"base", "unlearned", "headline"} <= set(summary["variant"])
+    assert {"base", *METHODS} <= set(summary["variant"])
     meta = read_metadata(results / "score" / "summary.parquet")
     assert meta["stage"] == "summarize" and "torch" in meta["versions"]
     html = (results / "report" / "report.html").read_text()
@@ -156,38 +171,51 @@ def test_end_to_end_run_writes_every_artifact(e2e: tuple[Path, dict]) -> None:
     assert list((results / "benchmarks").rglob("*.tsv")), "heavy jobs write benchmark files"
 
 
+def planned_outputs(output: str) -> set[str]:
+    """Every output path of a dry run's planned jobs."""
+    return {p.strip() for line in re.findall(r"^\s+output: (.*)$", output, flags=re.M) for p in line.split(",")}
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("change", "rerun", "kept"),
     [
-        (
+        (  # the perturber feeds the DPO pairs: only the DPO chain reruns, NPO's and the base's stay
             lambda c: c["perturb"].update(temperature=0.7),
-            {"perturb", "build_pairs", "train_dpo_lora", "generate", "score", "summarize", "report"},
-            {"prepare_data", "import_model"},
+            {"results/perturb/dpo_pairs.parquet", "results/unlearn/tiny/dpo/log.parquet",
+             "results/score/tiny/dpo.parquet", "results/score/summary.parquet"},
+            {"results/data/qa.parquet", "results/unlearn/tiny/npo/log.parquet", "results/generate/tiny/npo.parquet",
+             "results/generate/tiny/base.parquet"},
         ),
-        (
-            lambda c: c["train"]["dpo"].update(beta=0.2),
-            {"train_dpo_lora", "generate", "score", "summarize", "report"},
-            {"perturb", "build_pairs", "prepare_data"},
+        (  # one entry's settings: that chain only
+            lambda c: c["unlearn"]["npo"].update(beta=0.2),
+            {"results/unlearn/tiny/npo/log.parquet", "results/generate/tiny/npo.parquet",
+             "results/score/tiny/npo.parquet", "results/score/summary.parquet"},
+            {"results/perturb/perturbations.parquet", "results/unlearn/tiny/dpo/log.parquet",
+             "results/generate/tiny/dpo.parquet", "results/generate/tiny/base.parquet"},
+        ),
+        (  # a shared training setting: every method's chain, never the base's
+            lambda c: c["train"].update(learning_rate=4e-3),
+            {"results/unlearn/tiny/npo/log.parquet", "results/unlearn/tiny/dpo/log.parquet"},
+            {"results/perturb/dpo_pairs.parquet", "results/generate/tiny/base.parquet"},
         ),
         (
             lambda c: c["score"].update(batch_size=3),
-            {"score", "summarize", "report"},
-            {"perturb", "generate", "train_dpo_lora"},
+            {"results/score/tiny/base.parquet", "results/score/tiny/npo.parquet", "results/score/summary.parquet"},
+            {"results/perturb/perturbations.parquet", "results/generate/tiny/base.parquet",
+             "results/unlearn/tiny/dpo/log.parquet"},
         ),
     ],
-)
+)  # fmt: skip
 def test_a_settings_change_reruns_only_what_depends_on_it(e2e, change, rerun: set, kept: set) -> None:  # noqa: ANN001
     workdir, config = e2e
     changed = copy.deepcopy(config)
     change(changed)
     (workdir / "changed.yaml").write_text(yaml.safe_dump(changed))
     out = snakemake("-n", "--directory", str(workdir), "--configfile", str(workdir / "changed.yaml"))
-    jobs = planned_jobs(out.stdout)
-    assert rerun <= set(jobs), jobs
-    assert not (kept & set(jobs)), jobs
-    if "generate" in jobs and "train_dpo_lora" in jobs:
-        assert jobs["generate"] == 1, "only the unlearned variant depends on training"
+    outputs = planned_outputs(out.stdout)
+    assert rerun <= outputs, sorted(outputs)
+    assert not (kept & outputs), sorted(kept & outputs)
 
 
 def reordered(value):  # noqa: ANN001, ANN201
@@ -288,12 +316,12 @@ def test_same_config_and_seed_reproduce_the_run(e2e: tuple[Path, dict], tmp_path
     """A second run from scratch writes byte-identical data, perturbation and pair files and the same answers."""
     first, config = e2e
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
-    targets = ["results/generate/tiny/base.parquet", "results/generate/tiny/unlearned.parquet"]
+    targets = [f"results/generate/tiny/{variant}.parquet" for variant in ("base", *METHODS)]
     snakemake(*targets, "--cores", "2", "--directory", str(tmp_path), "--configfile", str(tmp_path / "config.yaml"))
     for name in ("data/qa.parquet", "data/truthfulqa.parquet", "perturb/perturbations.parquet",
                  "perturb/dpo_pairs.parquet"):  # fmt: skip
         assert (first / "results" / name).read_bytes() == (tmp_path / "results" / name).read_bytes(), name
-    for variant in ("base", "unlearned"):
+    for variant in ("base", *METHODS):
         a = read_parquet(first / "results" / "generate" / "tiny" / f"{variant}.parquet")
         b = read_parquet(tmp_path / "results" / "generate" / "tiny" / f"{variant}.parquet")
         pd.testing.assert_frame_equal(a, b)
