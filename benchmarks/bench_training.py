@@ -1,6 +1,6 @@
 """DPO + LoRA training throughput: plain ``trl.DPOTrainer`` with its default settings against this project's
-``unlearning.training.train``, on the same pairs, LoRA config, hyper-parameters and number of steps, with the
-speed-ups added one at a time in between so that each one's share is measured.
+``unlearning.training.train`` with method ``dpo``, on the same pairs, LoRA config, hyper-parameters and number of
+steps, with the speed-ups added one at a time in between so that each one's share is measured.
 
 FLOP/s are the FLOPs each variant executes on real (non-padding) tokens: the backbone's linear layers and the LM head
 (2 FLOPs per weight per token for a forward, as much again for the backward's input gradients; LoRA's own products,
@@ -11,22 +11,55 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import torch
+import trl.trainer.utils as trl_utils
+from datasets import Dataset
 from peft import LoraConfig
+from transformers import PreTrainedTokenizerBase
 from trl import DPOConfig, DPOTrainer
 
 from unlearning.models import Manifest, load_model, pick_device, training_dtype
-from unlearning.prompting import PromptStyle
-from unlearning.training import completion_positions_only, preference_dataset, train
+from unlearning.prompting import PromptStyle, build_prompt, user_message
+from unlearning.training import fit_prompt, train
 
 LOSS_TOLERANCE = 0.05  # |difference| allowed between the mean losses of the last epoch
+
+
+def preference_dataset(
+    pairs: pd.DataFrame, tokenizer: PreTrainedTokenizerBase, style: PromptStyle, max_prompt_length: int
+) -> Dataset:
+    """The pairs in TRL's conversational (chat template on) or plain preference format, prompts cut as ours are."""
+    rows = []
+    for prompt, chosen, rejected in zip(pairs["prompt"], pairs["chosen"], pairs["rejected"], strict=True):
+        question, _ = fit_prompt(tokenizer, prompt, style, max_prompt_length)
+        if style.chat_template:
+            messages = [{"role": "system", "content": style.system}] if style.system else []
+            messages.append({"role": "user", "content": user_message(question, style.instruction)})
+            rows.append({"prompt": messages, "chosen": [{"role": "assistant", "content": chosen}],
+                         "rejected": [{"role": "assistant", "content": rejected}]})  # fmt: skip
+        else:
+            prompt_text = build_prompt(tokenizer, question, **vars(style))
+            rows.append({"prompt": prompt_text, "chosen": " " + chosen, "rejected": " " + rejected})
+    return Dataset.from_list(rows)
+
+
+@contextmanager
+def completion_positions_only() -> Iterator[None]:
+    """Make TRL's fused LM head project only the answer positions on the CPU too (it does so only on Triton
+    devices), so the ablation can measure what that speed-up alone buys a plain DPOTrainer."""
+    original = trl_utils._use_triton
+    trl_utils._use_triton = lambda device: device.type == "cpu" or original(device)
+    try:
+        yield
+    finally:
+        trl_utils._use_triton = original
 
 
 @dataclass(frozen=True)
@@ -103,15 +136,14 @@ def executed_flops(stats: TokenStats, params: tuple[int, int], epochs: float, va
 
 
 def _trl_config(out_dir: Path, cfg: dict, variant: Variant, device: torch.device) -> DPOConfig:
-    dpo = cfg["dpo"]
     kwargs: dict[str, Any] = {
         "output_dir": str(out_dir),
-        "per_device_train_batch_size": dpo["batch_size"],
-        "gradient_accumulation_steps": dpo["grad_accum"],
-        "learning_rate": dpo["learning_rate"],
-        "beta": dpo["beta"],
-        "max_length": dpo["max_length"],
-        "num_train_epochs": dpo["epochs"],
+        "per_device_train_batch_size": cfg["batch_size"],
+        "gradient_accumulation_steps": cfg["grad_accum"],
+        "learning_rate": cfg["learning_rate"],
+        "beta": cfg["settings"].get("beta", 0.1),
+        "max_length": cfg["max_length"],
+        "num_train_epochs": cfg["epochs"],
         "seed": cfg["seed"],
         "data_seed": cfg["seed"],
         "logging_steps": 1,
@@ -125,7 +157,7 @@ def _trl_config(out_dir: Path, cfg: dict, variant: Variant, device: torch.device
     if not variant.autocast_bf16:
         kwargs["bf16"] = False
     if variant.precompute_ref:
-        kwargs.update(precompute_ref_log_probs=True, precompute_ref_batch_size=2 * dpo["batch_size"])
+        kwargs.update(precompute_ref_log_probs=True, precompute_ref_batch_size=2 * cfg["batch_size"])
     return DPOConfig(**kwargs)
 
 
@@ -162,7 +194,7 @@ def run_variant(
     dtype = torch.float32 if variant.autocast_bf16 else training_dtype(cfg["precision"], device)
     attention = "eager" if variant.eager_attention else None
     model, tokenizer = load_model(manifest, device=device, dtype=dtype, attn_implementation=attention)
-    dataset, _ = preference_dataset(pairs, tokenizer, style, cfg["dpo"]["max_prompt_length"])
+    dataset = preference_dataset(pairs, tokenizer, style, cfg["max_prompt_length"])
     lora = cfg["lora"]
     peft = LoraConfig(
         r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"],
@@ -177,7 +209,7 @@ def run_variant(
         trainer.train()
     seconds = time.perf_counter() - start
     stats = token_stats(trainer.train_dataset)
-    epochs = cfg["dpo"]["epochs"]
+    epochs = cfg["epochs"]
     params = linear_params(trainer.model)
     # on Triton devices TRL's head is compact for every variant
     executed = replace(variant, compact_head=True) if device.type != "cpu" else variant
@@ -198,13 +230,15 @@ def run_project(
     peak: Callable[[torch.dtype], float],
     work_dir: Path,
 ) -> dict:
-    """This project's ``train`` with the same settings (retain term off, as plain TRL has none)."""
-    epochs = cfg["dpo"]["epochs"]
-    run_cfg = {**cfg, "retain_weight": 0.0, "save_steps": 10**6}
+    """This project's ``train`` with method dpo and the same settings (retain term off, as plain TRL has none)."""
+    epochs = cfg["epochs"]
+    run_cfg = {**cfg, "method": "dpo", "retain_weight": 0.0, "save_steps": 10**6}
+    forget = pairs.drop_duplicates("source_id").rename(columns={"prompt": "question", "rejected": "answer"})
     start = time.perf_counter()
     result = train(
-        manifest, pairs, run_cfg, style=style, adapter_dir=work_dir / "adapter", checkpoint_dir=work_dir / "ckpt"
-    )
+        manifest, run_cfg, forget=forget, pairs=pairs, style=style,
+        adapter_dir=work_dir / "adapter", checkpoint_dir=work_dir / "ckpt",
+    )  # fmt: skip
     seconds = time.perf_counter() - start
     device = pick_device()
     dtype = training_dtype(cfg["precision"], device)
@@ -214,7 +248,7 @@ def run_project(
     flops = executed_flops(stats, params, epochs, variant)
     history = result.log.to_dict("records")
     row = _row(
-        "this project (unlearning.training.train, + reference log-probs precomputed once)",
+        "this project (unlearning.training.train, method dpo, + reference log-probs precomputed once)",
         seconds, history, len(pairs) * epochs, flops, peak(dtype),
     )  # fmt: skip
     row["dtype"] = str(dtype).removeprefix("torch.")
@@ -249,6 +283,6 @@ def bench_training(
         row, stats, params = run_variant(manifest, pairs, cfg, style, variant, peak, work_dir)
         rows.append(row)
     rows.append(run_project(manifest, pairs, cfg, style, stats, params, peak, work_dir))
-    steps_per_epoch = math.ceil(len(pairs) / (cfg["dpo"]["batch_size"] * cfg["dpo"]["grad_accum"]))
+    steps_per_epoch = math.ceil(len(pairs) / (cfg["batch_size"] * cfg["grad_accum"]))
     compare(rows, steps_per_epoch)
     return rows

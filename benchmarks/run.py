@@ -32,7 +32,7 @@ from snakemake.utils import validate
 from unlearning.models import Manifest, load_model, pick_device
 from unlearning.parquet_io import read_parquet
 from unlearning.prompting import PromptStyle
-from unlearning.settings import prompt_style, train_settings
+from unlearning.settings import prompt_style, unlearn_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTIONS = ("workflow", "training", "generation", "likelihood")
@@ -114,9 +114,9 @@ def main() -> None:
     manifest = Manifest.load(results / "models" / model_name / "model.json")
     style = PromptStyle(**prompt_style(config, model_name))
     if "training" in only:
-        cfg = train_settings(config, model_name)
+        cfg = unlearn_settings({**config, "unlearn": {"dpo": {"method": "dpo"}}}, model_name, "dpo")
         if args.epochs:
-            cfg["dpo"]["epochs"] = args.epochs
+            cfg["epochs"] = args.epochs
         pairs = read_parquet(results / "perturb" / "dpo_pairs.parquet")
         rows += bench_training(manifest, pairs, cfg, style, peaks.__getitem__, work_dir / "training")
     if only & {"generation", "likelihood"}:

@@ -58,7 +58,7 @@ class TrainResult:
     truncated_prompts: int
 
 
-def _fit_prompt(tokenizer: PreTrainedTokenizerBase, question: str, style: PromptStyle, limit: int) -> tuple[str, bool]:
+def fit_prompt(tokenizer: PreTrainedTokenizerBase, question: str, style: PromptStyle, limit: int) -> tuple[str, bool]:
     """The question, cut from the left until the templated prompt has at most ``limit`` tokens."""
     text = question
     for _ in range(8):
@@ -88,7 +88,7 @@ def tokenize_examples(
     examples, truncated = [], 0
     lead = "" if style.chat_template else " "
     for row in texts.itertuples(index=False):
-        question, cut = _fit_prompt(tokenizer, row.prompt, style, max_prompt_length)
+        question, cut = fit_prompt(tokenizer, row.prompt, style, max_prompt_length)
         truncated += cut
         prompt = tokenizer(build_prompt(tokenizer, question, **vars(style)), add_special_tokens=False)["input_ids"]
         example = {}
