@@ -325,3 +325,13 @@ def test_same_config_and_seed_reproduce_the_run(e2e: tuple[Path, dict], tmp_path
         a = read_parquet(first / "results" / "generate" / "tiny" / f"{variant}.parquet")
         b = read_parquet(tmp_path / "results" / "generate" / "tiny" / f"{variant}.parquet")
         pd.testing.assert_frame_equal(a, b)
+
+
+def test_all_methods_config_is_the_default_with_every_method() -> None:
+    default = yaml.safe_load((ROOT / "config.yaml").read_text())
+    every = yaml.safe_load((ROOT / "configs" / "all_methods.yaml").read_text())
+    from unlearning.methods import METHODS
+
+    assert {entry["method"] for entry in every.pop("unlearn").values()} == set(METHODS)
+    default.pop("unlearn")
+    assert every == default, "configs/all_methods.yaml differs from config.yaml beyond unlearn:"
