@@ -7,6 +7,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "workflow_scripts"))
 
 from unlearning.parquet_io import looks_complete  # noqa: E402
 from unlearning.settings import (  # noqa: E402
+    expand_unlearn,
     needs_pairs,
     perturb_settings,
     prompt_style,
@@ -94,9 +95,19 @@ def premade_inputs(wildcards):
 
 
 def validate_unlearn_entries():
-    """Every unlearn: entry's settings against its method, for every model, before any job runs."""
-    for model in MODELS:
-        for entry in UNLEARN:
+    """Every unlearn: entry, grids expanded, against the schema's entry and its method, for every model, before
+    any job runs (the schema itself sees a grid's values only as lists)."""
+    import jsonschema
+    import yaml
+
+    schema = yaml.safe_load((Path(workflow.basedir) / "schemas" / "config.schema.yaml").read_text())
+    validator = jsonschema.Draft202012Validator({"$defs": schema["$defs"], "$ref": "#/$defs/unlearn_entry"})
+    for entry, spec in expand_unlearn(config).items():
+        error = jsonschema.exceptions.best_match(validator.iter_errors(spec))
+        if error is not None:
+            where = ".".join(map(str, error.absolute_path))
+            raise WorkflowError(f"config: unlearn.{entry}{'.' + where if where else ''}: {error.message}")
+        for model in MODELS:
             try:
                 unlearn_settings(config, model, entry)
             except ValueError as exc:

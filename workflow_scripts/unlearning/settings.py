@@ -9,6 +9,9 @@ its own settings change.
 from __future__ import annotations
 
 import copy
+import functools
+import itertools
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -36,9 +39,79 @@ TRAIN_KEYS = frozenset(
 ENTRY_NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]*"  # an unlearn: entry name becomes a folder and a {variant} wildcard
 
 
+# short names of grid keys in expanded entry names (any other key is used as it is)
+GRID_ABBREVIATIONS = {
+    "learning_rate": "lr", "epochs": "ep", "batch_size": "bs", "retain_weight": "rw", "retain_kind": "rk",
+    "lora.r": "r", "lora.alpha": "alpha", "lora.target_modules": "tm", "lora.layers": "layers",
+}  # fmt: skip
+
+
+def _grid_axes(grid: Mapping[str, Any], prefix: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], list]]:
+    """``(key path, values)`` of every axis of a ``grid:`` (a nested mapping, e.g. ``lora: {r: [8, 16]}``)."""
+    axes = []
+    for key, value in grid.items():
+        path = (*prefix, key)
+        if isinstance(value, Mapping):
+            axes += _grid_axes(value, path)
+        elif isinstance(value, list) and value:
+            axes.append((path, value))
+        else:
+            raise ValueError(f"grid key {'.'.join(path)} must be a non-empty list of values, not {value!r}")
+    return axes
+
+
+def _label(value: Any) -> str:  # noqa: ANN401
+    """A grid value as it appears in an entry name (letters, digits, '.', '_' and '-' only)."""
+    if isinstance(value, list):
+        return "-".join(_label(v) for v in value)
+    text = (
+        f"{value:g}" if isinstance(value, float) else str(value).lower() if value in (None, True, False) else str(value)
+    )
+    return re.sub(r"[^A-Za-z0-9_.-]", "-", text)
+
+
+def expand_unlearn(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """The ``unlearn:`` entries with every ``grid:`` expanded: one entry per combination of its values.
+
+    An entry ``npo: {method: npo, grid: {learning_rate: [1e-4, 3e-4], lora: {r: [8, 16]}}}`` becomes the four
+    entries ``npo_lr0.0001_r8``, ``npo_lr0.0001_r16``, ``npo_lr0.0003_r8`` and ``npo_lr0.0003_r16``, each an
+    ordinary entry with those values set (a grid value overrides the entry's own). Names that collide are an error.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for name, spec in (config.get("unlearn") or {}).items():
+        if not spec.get("grid"):
+            out[name] = dict(spec)
+            continue
+        base = {k: v for k, v in spec.items() if k != "grid"}
+        try:
+            axes = _grid_axes(spec["grid"])
+        except ValueError as exc:
+            raise ValueError(f"unlearn.{name}: {exc}") from None
+        for combo in itertools.product(*(values for _, values in axes)):
+            point: dict[str, Any] = copy.deepcopy(base)
+            parts = []
+            for (path, _), value in zip(axes, combo, strict=True):
+                point = deep_merge(point, functools.reduce(lambda inner, key: {key: inner}, reversed(path), value))
+                parts.append(GRID_ABBREVIATIONS.get(".".join(path), path[-1]) + _label(value))
+            expanded = f"{name}_{'_'.join(parts)}"
+            if expanded in out or expanded in config["unlearn"]:
+                raise ValueError(f"unlearn.{name}: the grid point {expanded!r} collides with another entry's name")
+            out[expanded] = point
+    return out
+
+
 def unlearn_entries(config: Mapping[str, Any]) -> list[str]:
-    """The ``unlearn:`` entry names in the config's order (the variants besides ``base``)."""
-    return list(config.get("unlearn") or {})
+    """The ``unlearn:`` entry names, grids expanded, in the config's order (the variants besides ``base``)."""
+    return list(expand_unlearn(config))
+
+
+def sweep_of(config: Mapping[str, Any]) -> dict[str, str]:
+    """Expanded entry name -> the ``unlearn:`` entry whose grid made it (an entry without a grid maps to itself)."""
+    return {
+        expanded: name
+        for name, spec in (config.get("unlearn") or {}).items()
+        for expanded in expand_unlearn({"unlearn": {name: spec}})
+    }
 
 
 def unlearn_settings(config: Mapping[str, Any], model: str, entry: str) -> dict[str, Any]:
@@ -50,7 +123,10 @@ def unlearn_settings(config: Mapping[str, Any], model: str, entry: str) -> dict[
     """
     from .methods import get_method  # the registry imports torch: only when settings are resolved
 
-    spec = dict(config["unlearn"][entry])
+    entries = expand_unlearn(config)
+    if entry not in entries:
+        raise ValueError(f"unlearn: no entry {entry!r}; the entries are {', '.join(entries)}")
+    spec = dict(entries[entry])
     name = spec.pop("method")
     try:
         method = get_method(name)
@@ -72,7 +148,7 @@ def needs_pairs(config: Mapping[str, Any], entry: str) -> bool:
     """Whether an unlearn entry's method trains on the perturbation stage's preference pairs."""
     from .methods import get_method
 
-    return get_method(config["unlearn"][entry]["method"]).needs_pairs
+    return get_method(expand_unlearn(config)[entry]["method"]).needs_pairs
 
 
 def prompt_style(config: Mapping[str, Any], model: str) -> dict[str, Any]:

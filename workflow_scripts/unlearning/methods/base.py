@@ -25,6 +25,8 @@ positions).
 from __future__ import annotations
 
 import dataclasses
+import types
+import typing
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
@@ -104,6 +106,27 @@ def kl_to_reference(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
     )
 
 
+def _matches(value: Any, hint: Any) -> bool:  # noqa: ANN401
+    """Whether a config value (from YAML) fits a settings field's type: float takes ints too, never booleans."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, arm) for arm in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if origin is tuple:
+        item = typing.get_args(hint)[0]
+        return isinstance(value, list | tuple) and all(_matches(v, item) for v in value)
+    if isinstance(value, bool):
+        return hint is bool
+    if hint is float:
+        return isinstance(value, int | float)
+    return isinstance(value, hint)
+
+
+def _type_name(hint: Any) -> str:  # noqa: ANN401
+    return str(hint).replace("typing.", "").replace("<class '", "").replace("'>", "")
+
+
 @dataclasses.dataclass(frozen=True)
 class NoSettings:
     """A method without settings of its own."""
@@ -135,7 +158,13 @@ class Method:
                 f"unlearn.{entry}: unknown setting(s) {', '.join(unknown)} for method {cls.name!r} "
                 f"(its own settings: {allowed}; any key of train: is accepted too)"
             )
-        return cls.Settings(**values)
+        hints = typing.get_type_hints(cls.Settings)
+        for key, value in values.items():
+            if not _matches(value, hints[key]):
+                raise ValueError(
+                    f"unlearn.{entry}.{key}: {value!r} is not a valid {_type_name(hints[key])} for method {cls.name!r}"
+                )
+        return cls.Settings(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
     def training_texts(self, forget: pd.DataFrame, pairs: pd.DataFrame | None) -> pd.DataFrame:
         """One row per training example: ``prompt`` (the question) and one text column per name in ``sequences``.

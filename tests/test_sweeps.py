@@ -1,0 +1,77 @@
+"""Sweeps: an unlearn: entry's grid expands into one ordinary entry per combination, each its own DAG chain."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+from test_workflow import ROOT, planned_outputs, snakemake
+
+from unlearning.settings import expand_unlearn, sweep_of, unlearn_entries, unlearn_settings
+
+GRID = {"method": "npo", "beta": 0.1, "grid": {"learning_rate": [1e-4, 3e-4], "lora": {"r": [8, 16]}}}
+
+
+def config_with_grid() -> dict:
+    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    config["unlearn"]["sweep"] = copy.deepcopy(GRID)
+    return config
+
+
+def test_a_grid_expands_into_one_named_entry_per_combination() -> None:
+    config = config_with_grid()
+    names = [n for n in unlearn_entries(config) if n.startswith("sweep")]
+    assert names == ["sweep_lr0.0001_r8", "sweep_lr0.0001_r16", "sweep_lr0.0003_r8", "sweep_lr0.0003_r16"]
+    point = unlearn_settings(config, "smollm2", "sweep_lr0.0003_r16")
+    assert point["learning_rate"] == 3e-4 and point["lora"]["r"] == 16 and point["settings"] == {"beta": 0.1}
+    assert point["lora"]["alpha"] == config["train"]["lora"]["alpha"], "the rest of lora: comes from train:"
+    assert sweep_of(config)["sweep_lr0.0001_r8"] == "sweep" and sweep_of(config)["dpo"] == "dpo"
+
+
+def test_changing_one_grid_value_changes_only_that_points_settings() -> None:
+    """Snakemake reruns a job when its params change, so unchanged points keep their chains."""
+    before = config_with_grid()
+    after = copy.deepcopy(before)
+    after["unlearn"]["sweep"]["grid"]["learning_rate"] = [1e-4, 5e-4]
+    kept = set(unlearn_entries(before)) & set(unlearn_entries(after))
+    assert kept == {"dpo", "npo", "sweep_lr0.0001_r8", "sweep_lr0.0001_r16"}
+    for name in kept:
+        assert unlearn_settings(before, "smollm2", name) == unlearn_settings(after, "smollm2", name)
+    assert set(unlearn_entries(after)) - kept == {"sweep_lr0.0005_r8", "sweep_lr0.0005_r16"}
+
+
+@pytest.mark.parametrize(
+    ("grid", "message"),
+    [
+        ({"learning_rate": 1e-4}, r"unlearn\.sweep: grid key learning_rate must be a non-empty list"),
+        ({"lora": {"r": []}}, r"unlearn\.sweep: grid key lora\.r must be a non-empty list"),
+    ],
+)
+def test_a_malformed_grid_names_the_key(grid: dict, message: str) -> None:
+    config = config_with_grid()
+    config["unlearn"]["sweep"]["grid"] = grid
+    with pytest.raises(ValueError, match=message):
+        expand_unlearn(config)
+
+
+def test_colliding_grid_names_are_an_error() -> None:
+    config = config_with_grid()
+    config["unlearn"]["sweep_lr0.0001_r8"] = {"method": "npo"}
+    with pytest.raises(ValueError, match="'sweep_lr0.0001_r8' collides"):
+        expand_unlearn(config)
+
+
+def test_dry_run_plans_one_chain_per_grid_point_and_checks_each(tmp_path: Path) -> None:
+    config = config_with_grid()
+    (tmp_path / "grid.yaml").write_text(yaml.safe_dump(config))
+    out = snakemake("-n", "--directory", str(tmp_path), "--configfile", str(tmp_path / "grid.yaml"))
+    outputs = planned_outputs(out.stdout)
+    for name in ("sweep_lr0.0001_r8", "sweep_lr0.0003_r16"):
+        assert {f"results/unlearn/smollm2/{name}/log.parquet", f"results/score/smollm2/{name}.parquet"} <= outputs
+    config["unlearn"]["sweep"]["grid"]["beta"] = [0.1, "strong"]
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(config))
+    bad = snakemake("-n", "--directory", str(tmp_path), "--configfile", str(tmp_path / "bad.yaml"), check=False)
+    assert bad.returncode != 0
+    assert "unlearn.sweep_betastrong_lr0.0001_r8.beta: 'strong' is not a valid float for method 'npo'" in bad.stdout + bad.stderr
