@@ -1,14 +1,19 @@
 """Snakemake entry: the HTML and Markdown report (rule report)."""
 
+import sys
 from pathlib import Path
 
-from unlearning.entry import stage
-from unlearning.parquet_io import read_parquet
-from unlearning.report import render_report
+# This checkout's library, before any other copy an editable install put on sys.path (see unlearning.entry).
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from unlearning.entry import stage  # noqa: E402
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
 
 with stage("report", smk.log):
+    from unlearning.parquet_io import read_parquet
+    from unlearning.report import render_report
+
     models, variants = smk.params.models, smk.params.variants
     scores = iter(smk.input.scores)
     qa = read_parquet(smk.input.qa)

@@ -1,14 +1,21 @@
 """Snakemake entry: DPO + LoRA unlearning of one model (rule train_dpo_lora)."""
 
-from unlearning.entry import stage
-from unlearning.models import Manifest
-from unlearning.parquet_io import read_parquet, write_parquet
-from unlearning.prompting import PromptStyle
-from unlearning.training import train
+import sys
+from pathlib import Path
+
+# This checkout's library, before any other copy an editable install put on sys.path (see unlearning.entry).
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from unlearning.entry import stage  # noqa: E402
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
 
 with stage("train_dpo_lora", smk.log) as log:
+    from unlearning.models import Manifest
+    from unlearning.parquet_io import read_parquet, write_parquet
+    from unlearning.prompting import PromptStyle
+    from unlearning.training import train
+
     cfg = smk.params.cfg
     qa = read_parquet(smk.input.qa)
     splits = cfg["retain_split"] if isinstance(cfg["retain_split"], list) else [cfg["retain_split"]]
