@@ -423,6 +423,29 @@ def test_retain_check_reads_any_settings_mapping() -> None:
     assert retain_problem({**settings, "retain_weight": 0}, set(), "x") == (None, None)
 
 
+def test_each_unlearn_entry_is_checked_with_its_own_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With issue 13's `unlearn:` entries (overrides of `train:`), each entry is checked and named."""
+    from unlearning import settings as settings_module
+
+    def unlearn_entries(config: dict) -> dict:  # what issue 13's helper returns: train: merged with each entry
+        return {name: {**config["train"], **entry} for name, entry in config["unlearn"].items()}
+
+    monkeypatch.setattr(settings_module, "unlearn_entries", unlearn_entries, raising=False)
+    config = embedded_config()
+    del config["data"]["persons"]["retain"], config["data"]["persons"]["general"]
+    config["train"]["retain_weight"] = 0.0
+    config["perturb"].update(model=None)  # no pair source: fine while no entry is of the DPO family
+    config["unlearn"] = {"ga": {"method": "grad_ascent"}, "npo": {"method": "npo", "retain_weight": 2.0}}
+    with pytest.raises(InputError) as err:
+        check_config(config)
+    assert "unlearn.npo.retain_weight is 2" in str(err.value) and "perturb.model" not in str(err.value)
+    config["unlearn"]["npo"]["retain_weight"] = 0.0
+    assert check_config(config) == []
+    config["unlearn"]["dpo"] = {"method": "dpo"}
+    with pytest.raises(InputError, match="nothing can make DPO pairs"):
+        check_config(config)
+
+
 @pytest.mark.parametrize(
     ("change", "keys"),
     [

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from typing import Any
 
+from . import settings as settings_module
 from .data_sources import check_column_mapping
 from .errors import InputError
 from .settings import train_settings
@@ -87,14 +88,47 @@ def perturb_problems(perturb: Mapping[str, Any]) -> list[str]:
             "perturb.template and perturb.template_file are both set; only one prompt template can be used, "
             "remove one of them"
         )
+    return problems
+
+
+def pair_source_problem(perturb: Mapping[str, Any]) -> str | None:
+    """No way to make DPO preference pairs: no perturber, no pre-made file and no refusals."""
     refusals = (perturb.get("refusals") or {}).get("mode", "off")
     if not perturb.get("model") and not perturb.get("premade") and refusals == "off":
-        problems.append(
+        return (
             "perturb.model and perturb.premade are both unset and perturb.refusals.mode is 'off': nothing can make "
             "DPO pairs. Set perturb.model (a key of models: or a model path), perturb.premade (a file of wrong "
             "answers) or perturb.refusals.mode: only"
         )
-    return problems
+    return None
+
+
+def training_runs(config: Mapping[str, Any]) -> list[tuple[str, str, Mapping[str, Any]]]:
+    """(config path of the retain keys, of the dpo keys, merged settings) of every training the config asks for:
+    each ``unlearn:`` entry where the config has them (``unlearning.settings.unlearn_entries``), else the ``train:``
+    block merged with each model's overrides."""
+    entries = getattr(settings_module, "unlearn_entries", None)
+    if config.get("unlearn") and entries is not None:
+        runs = []
+        for name, merged in entries(config).items():
+            own = config["unlearn"].get(name) or {}
+            retain = f"unlearn.{name}" if {"retain_weight", "retain_split"} & set(own) else "train"
+            runs.append((retain, f"unlearn.{name}" if "dpo" in own else "train", merged))
+        return runs
+    runs = []
+    for model in config["models"]:
+        own = config["models"][model].get("train") or {}
+        retain = f"models.{model}.train" if {"retain_weight", "retain_split"} & set(own) else "train"
+        runs.append((retain, f"models.{model}.train" if "dpo" in own else "train", train_settings(config, model)))
+    return runs
+
+
+def needs_pairs(config: Mapping[str, Any]) -> bool:
+    """Whether some training uses DPO pairs: always before ``unlearn:`` existed; then the entries whose method
+    is of the DPO family (``dpo``, ``idkdpo``: the methods whose name says so)."""
+    if not config.get("unlearn"):
+        return True
+    return any("dpo" in str((entry or {}).get("method", "")).lower() for entry in config["unlearn"].values())
 
 
 def check_config(config: Mapping[str, Any]) -> list[str]:
@@ -114,13 +148,12 @@ def check_config(config: Mapping[str, Any]) -> list[str]:
     except InputError as exc:
         errors.append(str(exc))
     errors += perturb_problems(config.get("perturb") or {})
+    if needs_pairs(config):
+        errors += [e for e in (pair_source_problem(config.get("perturb") or {}),) if e]
     available = configured_splits(persons)
-    for model in config["models"]:
-        settings = train_settings(config, model)
-        own = config["models"][model].get("train") or {}
-        retain_prefix = f"models.{model}.train" if {"retain_weight", "retain_split"} & set(own) else "train"
+    for retain_prefix, dpo_prefix, settings in training_runs(config):
         error, warning = retain_problem(settings, available, retain_prefix)
-        length = length_problem(settings, f"models.{model}.train" if "dpo" in own else "train")
+        length = length_problem(settings, dpo_prefix)
         errors += [e for e in (error, length) if e and e not in errors]
         warnings += [w for w in (warning,) if w and w not in warnings]
     if errors:
