@@ -405,6 +405,13 @@ def test_part_of_the_retain_split_missing_is_a_warning() -> None:
     assert "train.retain_split names ['general']" in warning and "data.persons.general not set" in warning
 
 
+def test_a_perturber_name_close_to_a_model_key_is_a_warning() -> None:
+    config = embedded_config()
+    config["perturb"]["model"] = "smolm2"
+    [warning] = check_config(config)
+    assert "perturb.model 'smolm2' is not a key of models: (did you mean 'smollm2'?)" in warning
+
+
 def test_a_model_override_is_named_by_its_own_key() -> None:
     config = embedded_config()
     del config["data"]["persons"]["retain"], config["data"]["persons"]["general"]

@@ -9,7 +9,9 @@ that ``qa.parquet`` really holds) and each unlearning entry can be checked with 
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Collection, Mapping
+from pathlib import Path
 from typing import Any
 
 from . import settings as settings_module
@@ -91,6 +93,21 @@ def perturb_problems(perturb: Mapping[str, Any]) -> list[str]:
     return problems
 
 
+def perturber_warning(config: Mapping[str, Any]) -> str | None:
+    """``perturb.model`` that is no key of ``models:`` but close to one: most likely a typo, which would otherwise
+    surface only when the perturbation job looks it up on the hub."""
+    name = (config.get("perturb") or {}).get("model")
+    if not name or name in config["models"] or "/" in name or Path(name).exists():
+        return None
+    close = difflib.get_close_matches(name, list(config["models"]), n=1)
+    if close:
+        return (
+            f"perturb.model {name!r} is not a key of models: (did you mean {close[0]!r}?); it will be looked up as a "
+            "Hugging Face hub id"
+        )
+    return None
+
+
 def pair_source_problem(perturb: Mapping[str, Any]) -> str | None:
     """No way to make DPO preference pairs: no perturber, no pre-made file and no refusals."""
     refusals = (perturb.get("refusals") or {}).get("mode", "off")
@@ -150,6 +167,7 @@ def check_config(config: Mapping[str, Any]) -> list[str]:
     errors += perturb_problems(config.get("perturb") or {})
     if needs_pairs(config):
         errors += [e for e in (pair_source_problem(config.get("perturb") or {}),) if e]
+    warnings += [w for w in (perturber_warning(config),) if w]
     available = configured_splits(persons)
     for retain_prefix, dpo_prefix, settings in training_runs(config):
         error, warning = retain_problem(settings, available, retain_prefix)
