@@ -4,7 +4,6 @@ import sys
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow_scripts"))
 
 from unlearning.parquet_io import looks_complete  # noqa: E402
-from unlearning.preflight import check_config  # noqa: E402
 from unlearning.settings import perturb_settings, prompt_style, train_settings  # noqa: E402
 
 
@@ -47,9 +46,23 @@ def sorted_keys(value):
 
 
 resolve_local_paths()
-# Contradictions between config keys, and between the config and its data, stop the run here, before any job.
-for warning in check_config(config):
-    logger.warning(f"config: {warning}")
+
+
+def preflight():
+    """Contradictions between config keys, and between the config and its data, stop the run before any job."""
+    from snakemake.exceptions import WorkflowError
+
+    from unlearning.errors import InputError
+    from unlearning.preflight import check_config
+
+    try:
+        for warning in check_config(config):
+            logger.warning(f"config: {warning}")
+    except InputError as exc:
+        raise WorkflowError(str(exc)) from None
+
+
+preflight()
 remove_truncated_artifacts()
 MODELS = list(config["models"])  # in the config's order, which the report keeps
 VARIANTS = ["base", "unlearned"]

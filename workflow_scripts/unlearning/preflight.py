@@ -17,7 +17,6 @@ from typing import Any
 from . import settings as settings_module
 from .data_sources import check_column_mapping
 from .errors import InputError
-from .settings import train_settings
 
 PERSON_ROLES = ("forget", "retain", "general")
 
@@ -72,13 +71,16 @@ def retain_problem(
 
 
 def length_problem(settings: Mapping[str, Any], prefix: str = "train") -> str | None:
-    """A prompt budget that leaves no room for the answer (``dpo.max_prompt_length`` >= ``dpo.max_length``)."""
-    dpo = settings.get("dpo") or {}
-    if "max_length" in dpo and "max_prompt_length" in dpo and dpo["max_prompt_length"] >= dpo["max_length"]:
-        return (
-            f"{prefix}.dpo.max_prompt_length ({dpo['max_prompt_length']}) must be below {prefix}.dpo.max_length "
-            f"({dpo['max_length']}): the answer would get no tokens"
-        )
+    """A prompt budget that leaves no room for the answer: ``max_prompt_length`` >= ``max_length`` (top-level
+    training keys, or under ``dpo:`` in the older layout)."""
+    for group, values in (("", settings), ("dpo.", settings.get("dpo") or {})):
+        if "max_length" in values and "max_prompt_length" in values:
+            if values["max_prompt_length"] >= values["max_length"]:
+                return (
+                    f"{prefix}.{group}max_prompt_length ({values['max_prompt_length']}) must be below "
+                    f"{prefix}.{group}max_length ({values['max_length']}): the answer would get no tokens"
+                )
+            return None
     return None
 
 
@@ -120,32 +122,49 @@ def pair_source_problem(perturb: Mapping[str, Any]) -> str | None:
     return None
 
 
-def training_runs(config: Mapping[str, Any]) -> list[tuple[str, str, Mapping[str, Any]]]:
-    """(config path of the retain keys, of the dpo keys, merged settings) of every training the config asks for:
-    each ``unlearn:`` entry where the config has them (``unlearning.settings.unlearn_entries``), else the ``train:``
-    block merged with each model's overrides."""
-    entries = getattr(settings_module, "unlearn_entries", None)
-    if config.get("unlearn") and entries is not None:
-        runs = []
-        for name, merged in entries(config).items():
-            own = config["unlearn"].get(name) or {}
-            retain = f"unlearn.{name}" if {"retain_weight", "retain_split"} & set(own) else "train"
-            runs.append((retain, f"unlearn.{name}" if "dpo" in own else "train", merged))
-        return runs
-    runs = []
+Layers = list[tuple[str, Mapping[str, Any]]]
+
+
+def training_runs(config: Mapping[str, Any]) -> list[tuple[Layers, Mapping[str, Any]]]:
+    """Every training job's merged settings, with the config layers they come from (innermost first, as
+    ``(config path, mapping)``): per model, each ``unlearn:`` entry where the config has them (resolved by
+    ``unlearning.settings.unlearn_settings``), else the ``train:`` block with the model's overrides."""
+    unlearn_settings = getattr(settings_module, "unlearn_settings", None)
+    runs: list[tuple[Layers, Mapping[str, Any]]] = []
     for model in config["models"]:
         own = config["models"][model].get("train") or {}
-        retain = f"models.{model}.train" if {"retain_weight", "retain_split"} & set(own) else "train"
-        runs.append((retain, f"models.{model}.train" if "dpo" in own else "train", train_settings(config, model)))
+        layers: Layers = [(f"models.{model}.train", own), ("train", config.get("train") or {})]
+        if config.get("unlearn") and unlearn_settings is not None:
+            for entry, spec in config["unlearn"].items():
+                try:
+                    merged = unlearn_settings(config, model, entry)
+                except ValueError:
+                    continue  # an unknown method or key: the unlearn: entries' own validation names it
+                runs.append(([(f"unlearn.{entry}", spec or {}), *layers], merged))
+        else:
+            merged = settings_module.deep_merge(config.get("train") or {}, own)
+            runs.append((layers, merged))
     return runs
 
 
-def needs_pairs(config: Mapping[str, Any]) -> bool:
-    """Whether some training uses DPO pairs: always before ``unlearn:`` existed; then the entries whose method
-    is of the DPO family (``dpo``, ``idkdpo``: the methods whose name says so)."""
-    if not config.get("unlearn"):
+def layer_of(layers: Layers, keys: Collection[str]) -> str:
+    """The config path of the innermost layer that sets any of ``keys`` (the outermost when none does)."""
+    return next((path for path, mapping in layers if set(keys) & set(mapping)), layers[-1][0])
+
+
+def any_needs_pairs(config: Mapping[str, Any]) -> bool:
+    """Whether some training uses the perturbation stage's DPO pairs: every one before ``unlearn:`` entries
+    existed; then those whose method says so (``unlearning.settings.needs_pairs``)."""
+    needs_pairs = getattr(settings_module, "needs_pairs", None)
+    if not config.get("unlearn") or needs_pairs is None:
         return True
-    return any("dpo" in str((entry or {}).get("method", "")).lower() for entry in config["unlearn"].values())
+    for entry in config["unlearn"]:
+        try:
+            if needs_pairs(config, entry):
+                return True
+        except ValueError:
+            continue  # an unknown method: the unlearn: entries' own validation names it
+    return False
 
 
 def check_config(config: Mapping[str, Any]) -> list[str]:
@@ -165,13 +184,13 @@ def check_config(config: Mapping[str, Any]) -> list[str]:
     except InputError as exc:
         errors.append(str(exc))
     errors += perturb_problems(config.get("perturb") or {})
-    if needs_pairs(config):
+    if any_needs_pairs(config):
         errors += [e for e in (pair_source_problem(config.get("perturb") or {}),) if e]
     warnings += [w for w in (perturber_warning(config),) if w]
     available = configured_splits(persons)
-    for retain_prefix, dpo_prefix, settings in training_runs(config):
-        error, warning = retain_problem(settings, available, retain_prefix)
-        length = length_problem(settings, dpo_prefix)
+    for layers, settings in training_runs(config):
+        error, warning = retain_problem(settings, available, layer_of(layers, ("retain_weight", "retain_split")))
+        length = length_problem(settings, layer_of(layers, ("max_length", "max_prompt_length", "dpo")))
         errors += [e for e in (error, length) if e and e not in errors]
         warnings += [w for w in (warning,) if w and w not in warnings]
     if errors:
