@@ -373,6 +373,21 @@ def test_jobs_import_their_own_checkout_with_another_on_the_path(tmp_path: Path)
     assert len(pd.read_parquet(workdir / "results" / "data" / "qa.parquet")) > 0
 
 
+def test_a_real_job_failure_is_in_its_rule_log(tmp_path: Path) -> None:
+    """A job whose library import fails (a broken dependency, here a planted error) leaves the traceback in the
+    log file Snakemake points to, not only on the job's stderr."""
+    checkout = copy_checkout(tmp_path / "checkout")
+    with (checkout / "workflow_scripts" / "unlearning" / "qa_data.py").open("a") as f:
+        f.write('\nraise RuntimeError("a broken dependency")\n')
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    out = snakemake_run(checkout / "Snakefile", workdir, "results/data/qa.parquet", "--cores", "1")
+    assert out.returncode != 0
+    log = (workdir / "logs" / "prepare_data.log").read_text()
+    assert "prepare_data failed: RuntimeError: a broken dependency" in log
+    assert "Traceback (most recent call last)" in log and 'qa_data.py", line' in log
+
+
 # ---------------------------------------------------------- 12. contradictions stop the run before any job
 
 
