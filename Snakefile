@@ -47,5 +47,4 @@ localrules:
 rule all:
     default_target: True
     input:
-        rules.report.output,
-        repair_inputs,
+        all_inputs,

@@ -18,6 +18,8 @@ checkpoint remove_truncated_artifacts:
         "../workflow_scripts/remove_truncated_artifacts.py"
 
 
-def repair_inputs(wildcards):
-    """What `all` needs beyond the report: the checkpoint's marker when a truncated artifact was found."""
-    return [checkpoints.remove_truncated_artifacts.get().output[0]] if TRUNCATED else []
+def all_inputs(wildcards):
+    """What `all` needs: the report; when a truncated artifact was found, the checkpoint first. Until it has run,
+    `.get()` stands for its output alone, so no job that reads a truncated file is planned before it."""
+    marker = [checkpoints.remove_truncated_artifacts.get().output[0]] if TRUNCATED else []
+    return [*marker, *rules.report.output]

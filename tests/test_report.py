@@ -225,3 +225,9 @@ def test_bad_benchmark_file_is_input_error(tmp_path):
         load_benchmarks({"job": bad})
     with pytest.raises(InputError, match="not found"):
         load_benchmarks({"job": tmp_path / "missing.tsv"})
+
+
+def test_a_change_that_rounds_to_zero_has_no_minus_sign():
+    from unlearning.report.render import fmt_change
+
+    assert [fmt_change("x", v) for v in (-0.0, -0.0001, 0.5, -0.5)] == ["+0.000", "+0.000", "+0.500", "-0.500"]

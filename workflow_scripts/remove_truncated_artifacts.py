@@ -13,4 +13,7 @@ with stage("remove_truncated_artifacts", smk.log) as logger:
         Path(path).unlink(missing_ok=True)
     for product in smk.params.products:
         Path(product).unlink(missing_ok=True)
-    Path(smk.output[0]).touch()
+    marker = Path(smk.output[0])
+    for old in marker.parent.glob("*.done"):  # the markers of earlier finds
+        old.unlink()
+    marker.touch()

@@ -73,7 +73,13 @@ def fmt_value_x(x: Any) -> str:
 
 
 def fmt_change(metric: str, x: Any) -> str:
-    return ("+" if float(x) >= 0 else "") + fmt_value(metric, x) if finite(x) else "—"
+    """A signed change; one that rounds to zero is ``+0.000``, never ``-0.000``."""
+    if not finite(x):
+        return "—"
+    text = fmt_value(metric, x)
+    if not text.strip("-0."):
+        text = text.lstrip("-")
+    return text if text.startswith("-") else "+" + text
 
 
 def fmt_seconds(x: Any) -> str:

@@ -17,7 +17,18 @@ from typing import Any
 import pandas as pd
 
 BASE = "base"
-SPLITS = ("forget_train", "forget_test", "retain_train", "retain_test", "general_train", "general_test", "truthfulqa")
+#: the order of splits in tables and plots (older summaries have plain ``retain`` and ``general``)
+SPLIT_ORDER = (
+    "forget_train",
+    "forget_test",
+    "retain_train",
+    "retain_test",
+    "retain",
+    "general_train",
+    "general_test",
+    "general",
+    "truthfulqa",
+)
 SUBSETS = ("all", "known")
 TOLERANCE = 0.02
 PERPLEXITY_REL_TOLERANCE = 0.05
@@ -95,7 +106,7 @@ class Figures:
 
     def splits(self, model: str | None = None) -> list[str]:
         rows = self.summary if model is None else self.summary[self.summary["model"] == model]
-        return ordered(SPLITS, rows["split"])
+        return ordered(SPLIT_ORDER, rows["split"])
 
     def subsets(self, model: str, split: str) -> list[str]:
         rows = self.summary[(self.summary["model"] == model) & (self.summary["split"] == split)]
