@@ -19,7 +19,7 @@ include: "rules/common.smk"
 
 wildcard_constraints:
     model="|".join(MODELS),
-    variant="base|unlearned",
+    variant="|".join(VARIANTS),
 
 
 include: "rules/data.smk"
@@ -29,6 +29,7 @@ include: "rules/train.smk"
 include: "rules/generate.smk"
 include: "rules/score.smk"
 include: "rules/report.smk"
+include: "rules/repair.smk"
 
 
 # Cheap rules (and the ones that may download from the hub, which compute nodes often cannot reach) run on the
@@ -40,9 +41,10 @@ localrules:
     build_pairs,
     summarize,
     report,
+    remove_truncated_artifacts,
 
 
 rule all:
     default_target: True
     input:
-        rules.report.output,
+        all_inputs,

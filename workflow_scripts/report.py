@@ -14,13 +14,12 @@ with stage("report", smk.log):
     from unlearning.parquet_io import read_parquet
     from unlearning.report import render_report
 
-    models, variants = smk.params.models, smk.params.variants
-    scores = iter(smk.input.scores)
     qa = read_parquet(smk.input.qa)
     render_report(
         summary=Path(smk.input.summary),
-        scores={m: {v: Path(next(scores)) for v in variants} for m in models},
-        training_logs=dict(zip(models, map(Path, smk.input.logs), strict=True)),
+        scores={m: {v: Path(p) for v, p in variants.items()} for m, variants in smk.params.scores.items()},
+        training_logs={m: {t: Path(p) for t, p in methods.items()} for m, methods in smk.params.logs.items()},
+        variants=list(smk.params.variants),
         config=smk.params.config,
         benchmarks={
             Path(p).relative_to("results/benchmarks").with_suffix("").as_posix(): Path(p) for p in smk.input.benchmarks
