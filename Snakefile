@@ -32,6 +32,7 @@ include: "rules/unlearn.smk"
 include: "rules/generate.smk"
 include: "rules/score.smk"
 include: "rules/report.smk"
+include: "rules/repair.smk"
 
 
 # Cheap rules (and the ones that may download from the hub, which compute nodes often cannot reach) run on the
@@ -43,9 +44,10 @@ localrules:
     build_pairs,
     summarize,
     report,
+    remove_truncated_artifacts,
 
 
 rule all:
     default_target: True
     input:
-        rules.report.output,
+        all_inputs,

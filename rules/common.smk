@@ -1,11 +1,12 @@
-# Helpers shared by every .smk file: per-model settings and resources, and which inputs a job needs.
+# Helpers shared by every .smk file: per-model settings and resources, and which inputs a job needs. They only
+# read the config and the file tree; nothing here changes a file while the DAG is parsed.
 import sys
 
 from snakemake.exceptions import WorkflowError
 
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow_scripts"))
 
-from unlearning.parquet_io import looks_complete  # noqa: E402
+from unlearning.parquet_io import config_hash, looks_complete  # noqa: E402
 from unlearning.settings import (  # noqa: E402
     expand_unlearn,
     needs_pairs,
@@ -31,17 +32,17 @@ def resolve_local_paths():
 FINAL_PRODUCTS = ("results/score/summary.parquet", "results/report/report.html", "results/report/report.md")
 
 
-def remove_truncated_artifacts():
-    """A truncated Parquet artifact (a crash below Snakemake's own bookkeeping, a full disk) is removed at
-    start-up with a warning, together with the summary and report: Snakemake skips a missing intermediate whose
-    consumers look up to date, but rebuilding the final products makes it remake the artifact and what follows."""
-    truncated = sorted(p for p in Path("results").rglob("*.parquet") if not looks_complete(p))
-    for path in truncated:
-        logger.warning(f"truncated artifact {path}: removed, its stage will rerun")
-        path.unlink()
-    if truncated:
-        for product in FINAL_PRODUCTS:
-            Path(product).unlink(missing_ok=True)
+def truncated_artifacts():
+    """Parquet artifacts under results/ that are truncated (a crash below Snakemake's own bookkeeping, a full disk).
+    Read-only: the checkpoint remove_truncated_artifacts (rules/repair.smk) removes them in a real run only."""
+    results = Path("results")
+    return sorted(str(p) for p in results.rglob("*.parquet") if not looks_complete(p)) if results.is_dir() else []
+
+
+def truncated_marker(files):
+    """The checkpoint's marker file, named after what was found (path, size, mtime), so each new find reruns it."""
+    stamp = [(p, Path(p).stat().st_size, Path(p).stat().st_mtime_ns) for p in files]
+    return f"results/.truncated/{config_hash(stamp)}.done"
 
 
 def sorted_keys(value):
@@ -55,9 +56,27 @@ def sorted_keys(value):
 
 
 resolve_local_paths()
-remove_truncated_artifacts()
+
+
+def preflight():
+    """Contradictions between config keys, and between the config and its data, stop the run before any job."""
+    from snakemake.exceptions import WorkflowError
+
+    from unlearning.errors import InputError
+    from unlearning.preflight import check_config
+
+    try:
+        for warning in check_config(config):
+            logger.warning(f"config: {warning}")
+    except InputError as exc:
+        raise WorkflowError(str(exc)) from None
+
+
+preflight()
 MODELS = list(config["models"])  # in the config's order, which the report keeps
-UNLEARN = unlearn_entries(config)  # the unlearn: entries, in the config's order
+# The unlearn: entries (grids expanded) and the variants scored per model: base plus one per entry. Every rule
+# and the report take the variant list from here.
+UNLEARN = unlearn_entries(config)
 VARIANTS = ["base", *UNLEARN]
 _canonical = sorted_keys(config)
 config.clear()
@@ -112,6 +131,35 @@ def validate_unlearn_entries():
                 unlearn_settings(config, model, entry)
             except ValueError as exc:
                 raise WorkflowError(f"config: {exc}") from None
+
+
+def training_log(model, method):
+    """The per-step training log of one method of one model."""
+    return f"results/unlearn/{model}/{method}/log.parquet"
+
+
+def training_benchmark(model, method):
+    return f"results/benchmarks/unlearn/{model}/{method}.tsv"
+
+
+def report_scores():
+    """model -> variant -> per-row scores, for the report."""
+    return {m: {v: f"results/score/{m}/{v}.parquet" for v in VARIANTS} for m in MODELS}
+
+
+def report_logs():
+    """model -> method -> training log, for the report."""
+    return {m: {u: training_log(m, u) for u in UNLEARN} for m in MODELS}
+
+
+def report_benchmarks():
+    """Snakemake benchmark files of the heavy jobs, for the report's run times."""
+    return [
+        "results/benchmarks/perturb.tsv",
+        *(training_benchmark(m, u) for m in MODELS for u in UNLEARN),
+        *expand("results/benchmarks/generate/{model}/{variant}.tsv", model=MODELS, variant=VARIANTS),
+        *expand("results/benchmarks/score/{model}/{variant}.tsv", model=MODELS, variant=VARIANTS),
+    ]
 
 
 def adapter_inputs(wildcards):

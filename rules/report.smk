@@ -1,19 +1,16 @@
+# Only the plot file names are needed here: unlearning.report loads neither matplotlib nor Jinja2 on import.
 from unlearning.report import plot_names  # noqa: E402
 
 
 rule report:
-    """The report a person reads: report.html (self-contained) and report.md, from the same data."""
+    """The report a person reads: report.html (self-contained) and report.md, rendered from one context. Which
+    variants and training logs it shows comes from rules/common.smk (VARIANTS, report_scores, report_logs)."""
     input:
         summary="results/score/summary.parquet",
         qa="results/data/qa.parquet",
-        scores=expand("results/score/{model}/{variant}.parquet", model=MODELS, variant=VARIANTS),
-        logs=expand("results/unlearn/{model}/{method}/log.parquet", model=MODELS, method=UNLEARN),
-        benchmarks=[
-            "results/benchmarks/perturb.tsv",
-            *expand("results/benchmarks/unlearn/{model}/{method}.tsv", model=MODELS, method=UNLEARN),
-            *expand("results/benchmarks/generate/{model}/{variant}.tsv", model=MODELS, variant=VARIANTS),
-            *expand("results/benchmarks/score/{model}/{variant}.tsv", model=MODELS, variant=VARIANTS),
-        ],
+        scores=[path for variants in report_scores().values() for path in variants.values()],
+        logs=[path for methods in report_logs().values() for path in methods.values()],
+        benchmarks=report_benchmarks(),
     output:
         html=report(
             "results/report/report.html",
@@ -30,7 +27,8 @@ rule report:
             for name in plot_names(MODELS)
         ],
     params:
-        models=MODELS,
+        scores=report_scores(),
+        logs=report_logs(),
         variants=VARIANTS,
         config=config,
     conda:

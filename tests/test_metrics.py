@@ -15,7 +15,7 @@ from unlearning.metrics import (
     mc2,
     rouge,
     sentence_bleu,
-    tokenize_for_bleu,
+    tokenize,
 )
 
 REF = "the cat sat on the mat"
@@ -89,10 +89,62 @@ def test_bare_string_is_refused():
 # ---------------------------------------------------------------------------------------------------- BLEU
 
 
-def test_tokenize_for_bleu_lowercases_and_splits_punctuation():
-    assert tokenize_for_bleu("Don't stop!") == ["don", "'", "t", "stop", "!"]
-    assert tokenize_for_bleu("  The  CAT, sat.") == ["the", "cat", ",", "sat", "."]
-    assert tokenize_for_bleu("") == []
+def test_tokenize_lowercases_and_drops_punctuation():
+    assert tokenize("Don't stop!") == ["don", "t", "stop"]
+    assert tokenize("  The  CAT, sat.") == ["the", "cat", "sat"]
+    assert tokenize("") == []
+
+
+def test_tokenize_any_script():
+    # words in spaced scripts, combining marks kept with their letter (Devanagari vowel signs, Thai tone marks)
+    assert tokenize("Он родился в Москве.") == ["он", "родился", "в", "москве"]
+    assert tokenize("नमस्ते दुनिया") == ["नमस्ते", "दुनिया"]
+    assert tokenize("José Müller") == ["josé", "müller"]  # rouge-score's default made these "jos", "m", "ller"
+    # one token per character where words are not separated by spaces
+    assert tokenize("她出生于北京。") == ["她", "出", "生", "于", "北", "京"]
+    assert tokenize("東京で") == ["東", "京", "で"]
+    assert tokenize("ที่") == ["ที่"]
+    assert tokenize("ＡＢＣ１２３") == ["abc123"]  # NFKC: full-width Latin is plain Latin
+
+
+IDENTICAL = [
+    "Он родился в Москве.",
+    "她出生于北京。",
+    "東京で生まれました。",
+    "ولد في القاهرة عام ١٩٥٠",
+    "नमस्ते दुनिया यह परीक्षण है",
+    "เขาเกิดที่กรุงเทพ",
+    "그는 서울에서 태어났다 고 합니다",
+    "Γεννήθηκε στην Αθήνα το 1950",
+    "José Müller was born in Zürich.",
+]
+
+
+@pytest.mark.parametrize("text", IDENTICAL)
+def test_identical_texts_score_one_in_any_script(text):
+    assert rouge([text], [text]).iloc[0].tolist() == pytest.approx([1.0, 1.0, 1.0])
+    assert sentence_bleu([text], [text]) == pytest.approx([1.0])  # every text here has 4 tokens or more
+    assert corpus_bleu([text], [text]) == pytest.approx(1.0)
+
+
+def test_rouge_and_bleu_share_the_tokens_in_chinese():
+    # ref 她出生于北京 = 6 character tokens; pred 她出生于上海 shares the first 4 in order:
+    # LCS = 4 -> P = R = F1 = 4/6; ROUGE-1 overlap 4 -> 4/6.
+    row = rouge(["她出生于上海。"], ["她出生于北京。"]).iloc[0]
+    assert row.tolist() == pytest.approx([4 / 6, 4 / 6, 4 / 6])
+    # BLEU on the same tokens: 1-gram 4/6, 2-gram 3/5, 3-gram 2/4, 4-gram 1/3, equal lengths (no brevity penalty)
+    expected = math.exp((math.log(4 / 6) + math.log(3 / 5) + math.log(2 / 4) + math.log(1 / 3)) / 4)
+    assert sentence_bleu(["她出生于上海。"], ["她出生于北京。"]) == pytest.approx([expected])
+
+
+def test_rouge_keeps_rouge_score_values_on_english():
+    # the shared tokens + Porter stemming of ASCII words give rouge-score's own default tokens on English text
+    from rouge_score.tokenizers import DefaultTokenizer
+
+    from unlearning.metrics import RougeTokenizer
+
+    text = "The cat, running quickly; wasn't 1.80 m_tall (in 1902)! Sartre studied at Cambridge."
+    assert RougeTokenizer().tokenize(text) == DefaultTokenizer(use_stemmer=True).tokenize(text)
 
 
 def test_sentence_bleu_identical_disjoint_and_empty():

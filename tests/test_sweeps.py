@@ -74,4 +74,5 @@ def test_dry_run_plans_one_chain_per_grid_point_and_checks_each(tmp_path: Path) 
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump(config))
     bad = snakemake("-n", "--directory", str(tmp_path), "--configfile", str(tmp_path / "bad.yaml"), check=False)
     assert bad.returncode != 0
-    assert "unlearn.sweep_betastrong_lr0.0001_r8.beta: 'strong' is not a valid float for method 'npo'" in bad.stdout + bad.stderr
+    message = "unlearn.sweep_betastrong_lr0.0001_r8.beta: 'strong' is not a valid float for method 'npo'"
+    assert message in bad.stdout + bad.stderr

@@ -1,14 +1,21 @@
 """Snakemake entry: answers of one model variant to every evaluation question (rule generate)."""
 
-from unlearning.entry import stage
-from unlearning.evaluation import answer_questions, evaluation_questions
-from unlearning.models import Manifest, load_model, pick_device
-from unlearning.parquet_io import read_parquet, write_parquet
-from unlearning.prompting import PromptStyle
+import sys
+from pathlib import Path
+
+# This checkout's library, before any other copy an editable install put on sys.path (see unlearning.entry).
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from unlearning.entry import stage  # noqa: E402
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
 
 with stage("generate", smk.log) as log:
+    from unlearning.evaluation import answer_questions, evaluation_questions
+    from unlearning.models import Manifest, load_model, pick_device
+    from unlearning.parquet_io import read_parquet, write_parquet
+    from unlearning.prompting import PromptStyle
+
     cfg = smk.params.cfg
     model, tokenizer = load_model(
         Manifest.load(f"{smk.input.model}/model.json"),

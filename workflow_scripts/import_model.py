@@ -1,10 +1,17 @@
 """Snakemake entry: write a model's manifest, importing a packaged GGUF once (rule import_model)."""
 
-from unlearning.entry import stage
-from unlearning.models import import_model
+import sys
+from pathlib import Path
+
+# This checkout's library, before any other copy an editable install put on sys.path (see unlearning.entry).
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from unlearning.entry import stage  # noqa: E402
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
 
 with stage("import_model", smk.log) as log:
+    from unlearning.models import import_model
+
     manifest = import_model(smk.wildcards.model, smk.params.spec, smk.output[0])
     log.info("model %s: %s (%s)", manifest.name, manifest.path, manifest.source)

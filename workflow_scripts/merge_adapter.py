@@ -1,12 +1,19 @@
 """Snakemake entry: merge a trained adapter into its base weights (rule merge_adapter)."""
 
-from unlearning.entry import stage
-from unlearning.models import Manifest, load_model
-from unlearning.training import merge_adapter
+import sys
+from pathlib import Path
+
+# This checkout's library, before any other copy an editable install put on sys.path (see unlearning.entry).
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from unlearning.entry import stage  # noqa: E402
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
 
 with stage("merge_adapter", smk.log) as log:
+    from unlearning.models import Manifest, load_model
+    from unlearning.training import merge_adapter
+
     model, tokenizer = load_model(Manifest.load(f"{smk.input.model}/model.json"), adapter=smk.input.adapter)
     merge_adapter(model, tokenizer, smk.output[0])
     log.info("merged model written to %s", smk.output[0])

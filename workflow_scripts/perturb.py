@@ -1,13 +1,20 @@
 """Snakemake entry: wrong answers for the forget questions (rule perturb)."""
 
-from unlearning.entry import stage
-from unlearning.models import Manifest, load_model, pick_device, resolve
-from unlearning.parquet_io import read_parquet, write_parquet
-from unlearning.perturb import empty_table, forget_questions, perturb_from_file, perturb_with_model
+import sys
+from pathlib import Path
+
+# This checkout's library, before any other copy an editable install put on sys.path (see unlearning.entry).
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from unlearning.entry import stage  # noqa: E402
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
 
 with stage("perturb", smk.log) as log:
+    from unlearning.models import Manifest, load_model, pick_device, resolve
+    from unlearning.parquet_io import read_parquet, write_parquet
+    from unlearning.perturb import empty_table, forget_questions, perturb_from_file, perturb_with_model
+
     cfg, seed = smk.params.cfg, smk.params.seed
     train, held_out = forget_questions(read_parquet(smk.input.qa))
     if cfg.get("premade"):

@@ -1,12 +1,19 @@
 """Snakemake entry: load, validate and split the data (rule prepare_data)."""
 
-from unlearning.entry import stage
-from unlearning.parquet_io import write_parquet
-from unlearning.qa_data import build_qa, build_truthfulqa
+import sys
+from pathlib import Path
+
+# This checkout's library, before any other copy an editable install put on sys.path (see unlearning.entry).
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from unlearning.entry import stage  # noqa: E402
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
 
 with stage("prepare_data", smk.log) as log:
+    from unlearning.parquet_io import write_parquet
+    from unlearning.qa_data import build_qa, build_truthfulqa
+
     data, seed = smk.params.data, smk.params.seed
     qa = build_qa(data["persons"], data["forget_test_fraction"], seed)
     truthfulqa = build_truthfulqa(data["truthfulqa"], seed)

@@ -1,21 +1,25 @@
 """Snakemake entry: the HTML and Markdown report (rule report)."""
 
+import sys
 from pathlib import Path
 
-from unlearning.entry import stage
-from unlearning.parquet_io import read_parquet
-from unlearning.report import render_report
+# This checkout's library, before any other copy an editable install put on sys.path (see unlearning.entry).
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from unlearning.entry import stage  # noqa: E402
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
 
 with stage("report", smk.log):
-    models, variants = smk.params.models, smk.params.variants
-    scores = iter(smk.input.scores)
+    from unlearning.parquet_io import read_parquet
+    from unlearning.report import render_report
+
     qa = read_parquet(smk.input.qa)
     render_report(
         summary=Path(smk.input.summary),
-        scores={m: {v: Path(next(scores)) for v in variants} for m in models},
-        training_logs=dict(zip(models, map(Path, smk.input.logs), strict=True)),
+        scores={m: {v: Path(p) for v, p in variants.items()} for m, variants in smk.params.scores.items()},
+        training_logs={m: {t: Path(p) for t, p in methods.items()} for m, methods in smk.params.logs.items()},
+        variants=list(smk.params.variants),
         config=smk.params.config,
         benchmarks={
             Path(p).relative_to("results/benchmarks").with_suffix("").as_posix(): Path(p) for p in smk.input.benchmarks

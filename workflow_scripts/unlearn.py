@@ -1,14 +1,21 @@
 """Snakemake entry: LoRA unlearning of one model with one unlearn: entry (rule unlearn)."""
 
-from unlearning.entry import stage
-from unlearning.models import Manifest
-from unlearning.parquet_io import read_parquet, write_parquet
-from unlearning.prompting import PromptStyle
-from unlearning.training import train
+import sys
+from pathlib import Path
+
+# This checkout's library, before any other copy an editable install put on sys.path (see unlearning.entry).
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from unlearning.entry import stage  # noqa: E402
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
 
 with stage("unlearn", smk.log) as log:
+    from unlearning.models import Manifest
+    from unlearning.parquet_io import read_parquet, write_parquet
+    from unlearning.prompting import PromptStyle
+    from unlearning.training import train
+
     cfg = smk.params.cfg
     qa = read_parquet(smk.input.qa)
     result = train(

@@ -3,10 +3,16 @@
 Users bring WPU from the hub, their own CSV/JSON/Parquet exports, or the embedded sample; all three go through
 ``datasets.load_dataset`` so that a local file behaves exactly like a hub dataset, and the column mapping in the
 config turns any of them into the project's column names. Every failure names the source and what was expected.
+
+Every cell of a local CSV or JSON file is read as text exactly as written: an answer ``007``, ``1.80`` or ``1902``
+stays that string (type inference would make it ``7``, ``1.8``, ``1902.0``), and ``None``, ``NA``, ``N/A``, ``null``
+or ``nan`` stay text too (they are valid answers: "How many children did she have?" -> "None"). Only a really
+empty CSV cell, or a JSON ``null``, is missing.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -59,14 +65,65 @@ def load_local(path: str | Path) -> pd.DataFrame:
         raise InputError(f"{path}: file not found")
     if fmt in ("csv", "json"):
         _check_text_file(path, fmt)
-    try:
-        ds = datasets.load_dataset(fmt, data_files=str(path), split="train", keep_in_memory=True)
-    except Exception as exc:  # datasets wraps parser errors in many types; re-raised with the file named
-        raise InputError(f"{path}: could not be read as {fmt}: {exc}") from exc
-    df = ds.to_pandas()
+    if fmt == "json":
+        df = _load_json_as_text(path)
+    else:
+        options = {}
+        if fmt == "csv":  # every column a string, as written; no "NA"/"None"/"nan" -> missing
+            header = pd.read_csv(path, nrows=0, encoding="utf-8").columns
+            options = {
+                "features": datasets.Features({str(c): datasets.Value("string") for c in header}),
+                "keep_default_na": False,
+            }
+        try:
+            ds = datasets.load_dataset(fmt, data_files=str(path), split="train", keep_in_memory=True, **options)
+        except Exception as exc:  # datasets wraps parser errors in many types; re-raised with the file named
+            raise InputError(f"{path}: could not be read as {fmt}: {exc}") from exc
+        df = ds.to_pandas()
     if len(df) == 0:
         raise InputError(f"{path}: the file has no data rows")
     return df
+
+
+def _text_json(text: str) -> Any:
+    """JSON with every number kept as the text it was written as (``1.80`` stays ``"1.80"``)."""
+    return json.loads(text, parse_int=str, parse_float=str, parse_constant=str)
+
+
+def _json_lines(path: Path, text: str) -> list[Any]:
+    records = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if line.strip():
+            try:
+                records.append(_text_json(line))
+            except json.JSONDecodeError as exc:
+                raise InputError(f"{path}: line {number} is not valid JSON ({exc.msg})") from exc
+    return records
+
+
+def _load_json_as_text(path: Path) -> pd.DataFrame:
+    """JSON Lines, a JSON list of records or an object of columns (``DataFrame.to_json``'s default), numbers as
+    text. A ``.json`` file may hold JSON Lines too, as ``datasets`` allows."""
+    text = path.read_text(encoding="utf-8")
+    if path.suffix.lower() == ".jsonl":
+        data: Any = _json_lines(path, text)
+    else:
+        try:
+            data = _text_json(text)
+        except json.JSONDecodeError as exc:
+            try:
+                data = _json_lines(path, text)
+            except InputError:
+                raise InputError(f"{path}: line {exc.lineno} is not valid JSON ({exc.msg})") from exc
+    if isinstance(data, dict):
+        if data and all(isinstance(v, list | dict) for v in data.values()):
+            return pd.DataFrame(data)
+        data = [data]
+    if isinstance(data, list) and all(isinstance(item, dict) for item in data):
+        return pd.DataFrame.from_records(data)
+    raise InputError(
+        f"{path}: expected JSON records: one object per line (JSON Lines), a list of objects, or an object of columns"
+    )
 
 
 def load_hub(path: str, name: str | None = None, split: str = "train") -> pd.DataFrame:
@@ -87,6 +144,7 @@ def load_source(spec: Mapping[str, Any]) -> pd.DataFrame:
 
 def map_columns(df: pd.DataFrame, mapping: Mapping[str, str], where: str) -> pd.DataFrame:
     """Rename the configured source columns to the project's names, failing on any that is absent."""
+    check_column_mapping(mapping, where)
     missing = {ours: theirs for ours, theirs in mapping.items() if theirs not in df.columns}
     if missing:
         wanted = ", ".join(f"{theirs!r} (for {ours})" for ours, theirs in missing.items())
@@ -95,3 +153,19 @@ def map_columns(df: pd.DataFrame, mapping: Mapping[str, str], where: str) -> pd.
             "Fix the file or the `columns:` mapping in the config"
         )
     return df[list(mapping.values())].rename(columns={v: k for k, v in mapping.items()})
+
+
+def check_column_mapping(mapping: Mapping[str, str], where: str) -> None:
+    """One source column can play one role only: ``{person: question}`` would make every question its own person
+    (and lose the person column), so a column named for two roles is refused with the mapping spelled out."""
+    roles: dict[str, list[str]] = {}
+    for ours, theirs in mapping.items():
+        roles.setdefault(theirs, []).append(ours)
+    shared = {theirs: ours for theirs, ours in roles.items() if len(ours) > 1}
+    if shared:
+        detail = "; ".join(f"column {theirs!r} is mapped to {' and '.join(ours)}" for theirs, ours in shared.items())
+        raise InputError(
+            f"{where}: the `columns:` mapping {dict(mapping)} gives one column two roles ({detail}); each of "
+            "person, question and answer needs its own column. A file without a person column needs one added "
+            "(WPU's is `title`)"
+        )

@@ -7,3 +7,13 @@ file) so that entry points can print the message alone, without a traceback that
 
 class InputError(ValueError):
     """Bad input that the user must fix; the message names the file, row or key and what was expected."""
+
+
+def capped(items, limit: int = 10) -> str:
+    """``items`` for a message: the first ``limit`` (repr'd) and a count of the rest, so that a hundred names do not
+    bury the message that lists them."""
+    items = list(items)
+    shown = ", ".join(repr(item) for item in items[:limit])
+    if len(items) > limit:
+        shown += f", ... and {len(items) - limit} more ({len(items)} in all)"
+    return f"[{shown}]"

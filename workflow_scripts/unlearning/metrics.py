@@ -9,40 +9,106 @@ unigrams), and unlearning papers quote ROUGE-L recall against the forget answers
 reports both, each under its correct name, so that numbers copied from the notebook can be matched to the
 right column.
 
-BLEU tokenisation: :func:`tokenize_for_bleu` uses a fixed regex instead of ``nltk.word_tokenize`` because the
-latter needs the ``punkt`` download, which compute nodes without internet cannot fetch; a regex also keeps
-scores identical across machines and NLTK versions.
+Tokenisation (one for ROUGE and BLEU, :func:`tokenize`): the text is NFKC-normalised and case-folded; a token is a
+run of letters, combining marks and digits in any script, except that every character of a script written without
+spaces between words (Chinese, Japanese kana, Thai, Lao, Khmer, Myanmar) is a token of its own, as usual for
+scoring those languages; punctuation, symbols and spaces only separate tokens. rouge-score's default tokenizer keeps
+only ``[a-z0-9]`` (so "Он родился в Москве." had no tokens at all and scored 0.0 against itself) and BLEU used a
+different regex (so the same pair could match under one metric and not the other). ROUGE then stems the ASCII words
+longer than 3 characters with the Porter stemmer, exactly as rouge-score's ``use_stemmer=True`` does, so English
+scores are what rouge-score gives; BLEU compares the unstemmed tokens. No NLTK data download is needed
+(``nltk.word_tokenize`` needs ``punkt``, which compute nodes without internet cannot fetch), and the tokens are the
+same on every machine.
 """
 
 from __future__ import annotations
 
 import math
-import re
+import unicodedata
 from collections import Counter
 from collections.abc import Sequence
 
 import pandas as pd
+from nltk.stem.porter import PorterStemmer
 from nltk.translate.bleu_score import SmoothingFunction
 from nltk.translate.bleu_score import corpus_bleu as _nltk_corpus_bleu
 from nltk.translate.bleu_score import sentence_bleu as _nltk_sentence_bleu
 from rouge_score.rouge_scorer import RougeScorer
+from rouge_score.tokenizers import Tokenizer
 
 from .errors import InputError
 
 ROUGE_COLUMNS = ("rougeL_f1", "rougeL_recall", "rouge1_f1")
 BLEU_WEIGHTS = (0.25, 0.25, 0.25, 0.25)
-_TOKEN_RE = re.compile(r"\w+|[^\w\s]")
+# Scripts written without spaces between words: each character is a token (code point ranges, inclusive).
+UNSPACED_SCRIPTS = (
+    (0x0E00, 0x0EFF),  # Thai, Lao
+    (0x1000, 0x109F),  # Myanmar
+    (0x1780, 0x17FF),  # Khmer
+    (0x3040, 0x30FF),  # Hiragana, Katakana
+    (0x31F0, 0x31FF),  # Katakana phonetic extensions
+    (0x3400, 0x4DBF),  # CJK ideographs, extension A
+    (0x4E00, 0x9FFF),  # CJK unified ideographs
+    (0xF900, 0xFAFF),  # CJK compatibility ideographs
+    (0x20000, 0x3134F),  # CJK ideographs, extensions B-G and compatibility supplement
+)
 _SMOOTHING = SmoothingFunction().method1
 # Building a RougeScorer loads the Porter stemmer and compiles its tokeniser; one shared instance avoids
 # paying that per row on tables with thousands of generations. It holds no per-call state.
 _ROUGE_SCORER: RougeScorer | None = None
 
 
+def _unspaced(char: str) -> bool:
+    code = ord(char)
+    return any(low <= code <= high for low, high in UNSPACED_SCRIPTS)
+
+
+def tokenize(text: str) -> list[str]:
+    """The tokens that ROUGE and BLEU compare (see the module docstring): words in any script, one token per
+    character of Chinese, Japanese, Thai and the like, no punctuation.
+
+    ``"Don't stop!"`` -> ``["don", "t", "stop"]``; ``"Он родился в Москве."`` -> ``["он", "родился", "в", "москве"]``;
+    ``"她出生于北京。"`` -> ``["她", "出", "生", "于", "北", "京"]``.
+    """
+    tokens: list[str] = []
+    current: list[str] = []
+    single = False  # whether ``current`` is one character of an unspaced script (marks may still join it)
+    for char in unicodedata.normalize("NFKC", text).casefold():
+        kind = unicodedata.category(char)[0]
+        if kind == "M" and current:  # a combining mark belongs to the letter before it
+            current.append(char)
+        elif _unspaced(char):
+            if current:
+                tokens.append("".join(current))
+            current, single = [char], True
+        elif kind in "LMN":
+            if single:
+                tokens.append("".join(current))
+                current, single = [], False
+            current.append(char)
+        elif current:
+            tokens.append("".join(current))
+            current, single = [], False
+    if current:
+        tokens.append("".join(current))
+    return tokens
+
+
+class RougeTokenizer(Tokenizer):
+    """:func:`tokenize` plus rouge-score's own stemming rule: Porter on ASCII words longer than 3 characters."""
+
+    def __init__(self) -> None:
+        self._stemmer = PorterStemmer()
+
+    def tokenize(self, text: str) -> list[str]:
+        return [self._stemmer.stem(token) if len(token) > 3 and token.isascii() else token for token in tokenize(text)]
+
+
 def _rouge_scorer() -> RougeScorer:
     """Return the shared scorer, built on first use so importing this module stays cheap."""
     global _ROUGE_SCORER
     if _ROUGE_SCORER is None:
-        _ROUGE_SCORER = RougeScorer(["rouge1", "rougeL"], use_stemmer=True)
+        _ROUGE_SCORER = RougeScorer(["rouge1", "rougeL"], tokenizer=RougeTokenizer())
     return _ROUGE_SCORER
 
 
@@ -66,8 +132,9 @@ def rouge(predictions: Sequence[str], references: Sequence[str]) -> pd.DataFrame
 
     ROUGE-L recall is the share of the reference's longest common subsequence recovered by the model, which is
     what forgetting studies track on forget answers; F1 also penalises padding. ROUGE-1 F1 is kept because the
-    seed notebook reported it (under the wrong name), see the module docstring. Porter stemming is on, so
-    "running" matches "run". Returns one row per pair, in input order, with columns :data:`ROUGE_COLUMNS`.
+    seed notebook reported it (under the wrong name), see the module docstring. Tokens come from :func:`tokenize`
+    (any script) with Porter stemming of English words, so "running" matches "run". Returns one row per pair, in
+    input order, with columns :data:`ROUGE_COLUMNS`.
     """
     _check_pairs(predictions, references)
     scorer = _rouge_scorer()
@@ -85,16 +152,6 @@ def rouge(predictions: Sequence[str], references: Sequence[str]) -> pd.DataFrame
     return pd.DataFrame(rows, columns=list(ROUGE_COLUMNS), dtype=float)
 
 
-def tokenize_for_bleu(text: str) -> list[str]:
-    """Lowercase ``text`` and split it into runs of word characters and single punctuation marks.
-
-    The pattern is ``\\w+|[^\\w\\s]`` on the lowercased text, so "Don't stop!" becomes
-    ``["don", "'", "t", "stop", "!"]``. It needs no NLTK data download (``word_tokenize`` needs ``punkt``) and
-    gives the same tokens on every machine, which keeps BLEU comparable across runs.
-    """
-    return _TOKEN_RE.findall(text.lower())
-
-
 def sentence_bleu(predictions: Sequence[str], references: Sequence[str]) -> list[float]:
     """Return smoothed 4-gram BLEU for each prediction against its single reference.
 
@@ -106,12 +163,12 @@ def sentence_bleu(predictions: Sequence[str], references: Sequence[str]) -> list
     _check_pairs(predictions, references)
     scores = []
     for prediction, reference in zip(predictions, references, strict=True):
-        hypothesis = tokenize_for_bleu(prediction)
+        hypothesis = tokenize(prediction)
         if not hypothesis:
             scores.append(0.0)
             continue
         score = _nltk_sentence_bleu(
-            [tokenize_for_bleu(reference)], hypothesis, weights=BLEU_WEIGHTS, smoothing_function=_SMOOTHING
+            [tokenize(reference)], hypothesis, weights=BLEU_WEIGHTS, smoothing_function=_SMOOTHING
         )
         scores.append(float(score))
     return scores
@@ -127,8 +184,8 @@ def corpus_bleu(predictions: Sequence[str], references: Sequence[str]) -> float:
     _check_pairs(predictions, references)
     if len(predictions) == 0:
         raise InputError("corpus_bleu needs at least one prediction/reference pair, got none")
-    hypotheses = [tokenize_for_bleu(prediction) for prediction in predictions]
-    list_of_references = [[tokenize_for_bleu(reference)] for reference in references]
+    hypotheses = [tokenize(prediction) for prediction in predictions]
+    list_of_references = [[tokenize(reference)] for reference in references]
     if not any(hypotheses):
         return 0.0
     score = _nltk_corpus_bleu(list_of_references, hypotheses, weights=BLEU_WEIGHTS, smoothing_function=_SMOOTHING)

@@ -68,15 +68,28 @@ def check_local_checkpoint(path: Path) -> None:
     names = {p.name for p in path.iterdir()}
     if "config.json" not in names:
         raise InputError(f"model path {path} has no config.json (expected a Hugging Face checkpoint folder)")
-    has_safetensors = any(n.endswith(".safetensors") for n in names) or "model.safetensors.index.json" in names
-    if not has_safetensors:
+    # The model's *own* weights, the files transformers loads: another .safetensors file (a LoRA adapter's
+    # adapter_model.safetensors, a stray export) beside pickle weights must not pass for them.
+    if not names & set(WEIGHT_FILES):
+        shards = sorted(n for n in names if n.startswith("model-") and n.endswith(".safetensors"))
+        if shards:
+            raise InputError(
+                f"model path {path} has safetensors shards ({shards[0]}, ...) but no model.safetensors.index.json, "
+                "which transformers needs to load them; copy the index from the checkpoint's source"
+            )
         if names & set(PICKLE_FILES):
             raise InputError(
                 f"model path {path} has only pickle weights ({sorted(names & set(PICKLE_FILES))}); pickle can run "
                 "arbitrary code, so only safetensors are loaded. Convert it, e.g. load it yourself and "
                 "`save_pretrained(..., safe_serialization=True)`"
             )
-        raise InputError(f"model path {path} has no weights (expected model.safetensors or a sharded index)")
+        hint = (
+            "; it looks like a LoRA adapter (adapter_config.json), which is trained here, not imported: set `path:` "
+            "to its base model"
+            if "adapter_config.json" in names
+            else ""
+        )
+        raise InputError(f"model path {path} has no weights (expected model.safetensors or a sharded index){hint}")
 
 
 def resolve(name: str, spec: Mapping[str, Any]) -> Manifest:
@@ -125,17 +138,45 @@ def import_model(name: str, spec: Mapping[str, Any], out_dir: str | os.PathLike)
     return manifest
 
 
+# Where schedulers say which GPUs they gave a job; set and non-empty means a GPU was really assigned.
+GPU_ASSIGNMENT_VARIABLES = ("CUDA_VISIBLE_DEVICES", "SLURM_JOB_GPUS", "SLURM_STEP_GPUS", "SLURM_GPUS_ON_NODE")
+
+
+def assigned_gpus(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The scheduler variables that assign this job a GPU (``CUDA_VISIBLE_DEVICES``, SLURM's), by name.
+
+    Empty, ``-1``, ``none``, ``NoDevFiles`` and a zero count mean none: that is what a scheduler sets for a job
+    without GPUs, and what a user sets to hide them."""
+    environ = os.environ if environ is None else environ
+    found = {}
+    for name in GPU_ASSIGNMENT_VARIABLES:
+        value = environ.get(name, "").strip()
+        if value.lower() in ("", "-1", "none", "nodevfiles") or (name == "SLURM_GPUS_ON_NODE" and value == "0"):
+            continue
+        found[name] = value
+    return found
+
+
 def pick_device(requested_gpu: bool = False) -> torch.device:
-    """CUDA when present; the CPU otherwise, with a warning when the job was scheduled for a GPU."""
+    """CUDA when present, else the CPU.
+
+    Falling back to the CPU is normal on a workstation without CUDA even when the job's resources ask for a GPU
+    (the embedded default does), so that is only logged. It is a warning when a scheduler did assign this job a
+    GPU that CUDA cannot see (a CPU build of torch, a driver problem): then the GPU is paid for and idle.
+    """
     if torch.cuda.is_available():
         return torch.device("cuda")
-    if requested_gpu:
+    assigned = assigned_gpus()
+    if assigned:
+        shown = ", ".join(f"{k}={v}" for k, v in assigned.items())
         warnings.warn(
-            "this job asked for a GPU but CUDA is not available (CUDA_VISIBLE_DEVICES="
-            f"{os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')}); running on the CPU",
+            f"this job was assigned a GPU ({shown}) but CUDA is not available to torch {torch.__version__} "
+            f"(CUDA build: {torch.version.cuda or 'no'}); running on the CPU",
             RuntimeWarning,
             stacklevel=2,
         )
+    elif requested_gpu:
+        log.info("no CUDA device and no GPU assigned to this job: running on the CPU")
     return torch.device("cpu")
 
 

@@ -7,15 +7,18 @@ forgetting generalises beyond the trained questions), and must never put one per
 
 from __future__ import annotations
 
+import ast
 import hashlib
+import io
 import random
+import tokenize
 from collections.abc import Mapping
 from typing import Any
 
 import pandas as pd
 
 from .data_sources import describe, load_source, map_columns
-from .errors import InputError
+from .errors import InputError, capped
 
 QA_COLUMNS = ["id", "person", "question", "answer", "split"]
 SPLITS = ("forget_train", "forget_test", "retain", "general")
@@ -87,7 +90,7 @@ def build_qa(persons: Mapping[str, Any], fraction: float, seed: int) -> pd.DataF
             both = sorted(forget_people & set(tables[role]["person"]))
             if both:
                 raise InputError(
-                    f"{describe(persons[role])}: person(s) {both} are also in the forget set "
+                    f"{describe(persons[role])}: person(s) {capped(both)} are also in the forget set "
                     f"({describe(persons['forget'])}); a person is either forgotten or retained"
                 )
     seen: dict[str, str] = {}
@@ -107,10 +110,50 @@ def build_qa(persons: Mapping[str, Any], fraction: float, seed: int) -> pd.DataF
     return qa[QA_COLUMNS].reset_index(drop=True)
 
 
+def parse_printed_list(text: str) -> list[str] | None:
+    """The items of a list of strings printed as text, or None when ``text`` is not one.
+
+    ``DataFrame.to_csv`` and ``datasets.Dataset.to_csv`` write list cells as their printed form: Python's
+    ``['a', 'b']`` or numpy's ``['a' 'b']`` (no commas, wrapped over lines). Python would read the numpy form as
+    *one* string (adjacent literals concatenate), so the string literals are read one by one instead.
+    """
+    try:
+        tokens = [
+            t
+            for t in tokenize.generate_tokens(io.StringIO(text.strip()).readline)
+            if t.type not in (tokenize.NL, tokenize.NEWLINE, tokenize.ENDMARKER, tokenize.INDENT, tokenize.DEDENT)
+        ]
+    except (tokenize.TokenError, SyntaxError):
+        return None
+    if len(tokens) < 2 or tokens[0].string != "[" or tokens[-1].string != "]":
+        return None
+    items = []
+    for token in tokens[1:-1]:
+        if token.type == tokenize.STRING:
+            value = ast.literal_eval(token.string)
+            if not isinstance(value, str):
+                return None
+            items.append(value)
+        elif token.string != ",":
+            return None
+    return items
+
+
 def _as_list(value: Any, where: str, row: int, column: str) -> list[str]:
-    """TruthfulQA answer lists come as ';'-separated strings (official CSV) or as lists (hub)."""
+    """TruthfulQA answer lists come as ';'-separated strings (official CSV), as lists (hub) or as printed lists
+    (a hub export written by ``to_csv``)."""
     if isinstance(value, str):
-        items = value.split(";")
+        stripped = value.strip()
+        if stripped.startswith("[") and stripped.endswith("]"):
+            items = parse_printed_list(stripped)
+            if items is None:
+                raise InputError(
+                    f"{where}: data row {row + 1}: column {column!r} holds {stripped[:80]!r}, which looks like a "
+                    "printed list but is not a list of quoted strings; write the answers separated by ';' "
+                    "(as the official TruthfulQA CSV does: 'answer one; answer two') or as a list in JSON/Parquet"
+                )
+        else:
+            items = value.split(";")
     elif value is None or (isinstance(value, float) and pd.isna(value)):
         items = []
     else:
@@ -137,8 +180,8 @@ def build_truthfulqa(spec: Mapping[str, Any], seed: int) -> pd.DataFrame:
                 "category": str(rec.get("category") or ""),
                 "question": question,
                 "best_answer": best,
-                "correct_answers": _as_list(rec["correct_answers"], where, i, "correct_answers"),
-                "incorrect_answers": _as_list(rec["incorrect_answers"], where, i, "incorrect_answers"),
+                "correct_answers": _as_list(rec["correct_answers"], where, i, spec["columns"]["correct_answers"]),
+                "incorrect_answers": _as_list(rec["incorrect_answers"], where, i, spec["columns"]["incorrect_answers"]),
             }
         )
     out = pd.DataFrame(rows, columns=TRUTHFULQA_COLUMNS)

@@ -1,0 +1,19 @@
+"""Snakemake entry: remove truncated Parquet artifacts, the summary and the report (checkpoint
+remove_truncated_artifacts), so that the re-planned DAG remakes them."""
+
+from pathlib import Path
+
+from unlearning.entry import stage
+
+smk = snakemake  # noqa: F821 (injected by Snakemake)
+
+with stage("remove_truncated_artifacts", smk.log) as logger:
+    for path in smk.params.files:
+        logger.warning("truncated artifact %s: removed, its stage will rerun", path)
+        Path(path).unlink(missing_ok=True)
+    for product in smk.params.products:
+        Path(product).unlink(missing_ok=True)
+    marker = Path(smk.output[0])
+    for old in marker.parent.glob("*.done"):  # the markers of earlier finds
+        old.unlink()
+    marker.touch()

@@ -1,0 +1,78 @@
+"""Reading the report's inputs: the summary's long table, per-row scores, training logs and benchmark files."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from pathlib import Path
+
+import pandas as pd
+
+from ..errors import InputError
+from ..parquet_io import read_parquet
+
+SUMMARY_COLUMNS = ("model", "variant", "split", "subset", "metric", "value")
+SCORE_COLUMNS = ("id", "split", "question", "reference", "generation")
+#: columns every method's log has; a method may add more (e.g. DPO's rewards_*)
+LOG_COLUMNS = ("step", "loss")
+#: summary rows that are not a model variant (older summaries hold precomputed changes under this name)
+NOT_VARIANTS = frozenset({"headline"})
+
+
+def load_summary(path: Path) -> pd.DataFrame:
+    """The long table ``model, variant, split, subset, metric, value``; a summary without ``subset`` is all ``all``."""
+    df = read_parquet(path, columns=[c for c in SUMMARY_COLUMNS if c != "subset"])
+    if "subset" not in df.columns:
+        df["subset"] = "all"
+    df = df.loc[~df["variant"].isin(NOT_VARIANTS), list(SUMMARY_COLUMNS)].copy()
+    for col in ("model", "variant", "split", "subset", "metric"):
+        df[col] = df[col].astype(str)
+    df["value"] = pd.to_numeric(df["value"], errors="coerce")
+    return df.reset_index(drop=True)
+
+
+def load_scores(scores: Mapping[str, Mapping[str, Path]]) -> dict[str, dict[str, pd.DataFrame]]:
+    """model -> variant -> per-row scores (the columns the examples need, plus ``person`` where present)."""
+    return {
+        str(model): {str(variant): read_parquet(path, columns=SCORE_COLUMNS) for variant, path in variants.items()}
+        for model, variants in scores.items()
+    }
+
+
+def load_training_logs(logs: Mapping[str, Mapping[str, Path]]) -> dict[str, dict[str, pd.DataFrame]]:
+    """model -> method -> per-step log, numeric, sorted by step."""
+    out: dict[str, dict[str, pd.DataFrame]] = {}
+    for model, methods in logs.items():
+        out[str(model)] = {}
+        for method, path in methods.items():
+            df = read_parquet(path, columns=LOG_COLUMNS)
+            for col in df.columns:
+                df[col] = pd.to_numeric(df[col], errors="coerce")
+            out[str(model)][str(method)] = df.sort_values("step", kind="mergesort").reset_index(drop=True)
+    return out
+
+
+def load_benchmarks(benchmarks: Mapping[str, Path]) -> pd.DataFrame:
+    """One row per job label: mean wall seconds, peak max RSS (MB), number of repeats in the TSV."""
+    rows = []
+    for label, path in benchmarks.items():
+        path = Path(path)
+        if not path.is_file():
+            raise InputError(f"{path}: benchmark file of {label!r} not found")
+        try:
+            df = pd.read_csv(path, sep="\t")
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+            raise InputError(f"{path}: not a Snakemake benchmark TSV ({exc})") from exc
+        if "s" not in df.columns or df.empty:
+            raise InputError(f"{path}: expected a Snakemake benchmark TSV with an 's' column and one row or more")
+        seconds = pd.to_numeric(df["s"], errors="coerce")
+        rss = pd.to_numeric(df["max_rss"], errors="coerce") if "max_rss" in df.columns else pd.Series([math.nan])
+        rows.append(
+            {
+                "job": str(label),
+                "seconds": float(seconds.mean()),
+                "max_rss_mb": float(rss.max()) if rss.notna().any() else math.nan,
+                "repeats": len(df),
+            }
+        )
+    return pd.DataFrame(rows, columns=["job", "seconds", "max_rss_mb", "repeats"])

@@ -1,0 +1,376 @@
+"""One context for both documents: every figure formatted once, then rendered by ``templates/report.html.j2``
+(HTML, autoescaped, plots embedded as ``data:image/png;base64`` URIs: one self-contained file without scripts or
+links) and ``templates/report.md.j2`` (Markdown, every value escaped by the environment's ``finalize``, plots
+linked by relative path). Verdicts are words (``good``, ``BAD``, ``same``), so they need no emoji font and never
+rely on colour alone."""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+import os
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from markupsafe import Markup
+
+from ..errors import InputError
+from . import plots
+from .load import load_scores, load_summary, load_training_logs
+from .names import TRADEOFF_PLOT, safe_name, split_plot, training_plot
+from .provenance import Provenance, collect_provenance
+from .tables import (
+    BASE,
+    METRIC_LABELS,
+    N_EXAMPLES,
+    PERPLEXITY_REL_TOLERANCE,
+    RANKING_COLUMNS,
+    TOLERANCE,
+    Cell,
+    Figures,
+    finite,
+    metric_rows,
+    ordered,
+    ranking,
+    select_examples,
+    training_summary,
+)
+
+TEMPLATES = Path(__file__).with_name("templates")
+MAX_EXAMPLE_CHARS = 600
+EMPTY_NOTE = "no questions in this split"
+MARKS = {"good": "good", "bad": "BAD", "neutral": "same", "na": "", "warn": "WARNING"}
+LEGEND = (
+    "Each method's cell: its value, then the change against the base model (method − base) and a verdict word: "
+    f"good, BAD, or same (within {TOLERANCE} absolute; {PERPLEXITY_REL_TOLERANCE:.0%} of base for perplexity). "
+    "On forget splits a fall is good; elsewhere a fall is bad. For perplexity and degenerate rate a rise is bad on "
+    "every split. Colour repeats the verdict word and is never the only sign."
+)
+
+
+# --------------------------------------------------------------------------------------------- formatting
+
+
+def fmt_value(metric: str, x: Any) -> str:
+    try:
+        x = float(x)
+    except (TypeError, ValueError):
+        return "—"
+    if math.isnan(x):
+        return "—"
+    if math.isinf(x):
+        return "inf" if x > 0 else "-inf"
+    return f"{x:.2f}" if metric == "perplexity" else f"{x:.3f}"
+
+
+def fmt_value_x(x: Any) -> str:
+    return fmt_value("x", x)
+
+
+def fmt_change(metric: str, x: Any) -> str:
+    """A signed change; one that rounds to zero is ``+0.000``, never ``-0.000``."""
+    if not finite(x):
+        return "—"
+    text = fmt_value(metric, x)
+    if not text.strip("-0."):
+        text = text.lstrip("-")
+    return text if text.startswith("-") else "+" + text
+
+
+def fmt_seconds(x: Any) -> str:
+    if not finite(x):
+        return "—"
+    s = int(round(float(x)))
+    return f"{float(x):.1f} s ({s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d})"
+
+
+def fmt_count(n: Any) -> str:
+    return f"{float(n):g}" if finite(n) else "—"
+
+
+def truncate(text: Any) -> str:
+    if text is None or (isinstance(text, float) and math.isnan(text)):
+        return "(missing)"
+    text = str(text)
+    return text if len(text) <= MAX_EXAMPLE_CHARS else text[:MAX_EXAMPLE_CHARS] + "…"
+
+
+def cell(text: Any, *, sub: str = "", verdict: str = "", kind: str = "") -> dict[str, str]:
+    """A table cell of the context: text, an optional second line (a change) and a verdict (class and word)."""
+    return {"text": str(text), "sub": sub, "verdict": verdict, "mark": MARKS.get(verdict, ""), "kind": kind}
+
+
+def figure_cell(metric: str, c: Cell, *, change_only: bool = False, relative: bool = False) -> dict[str, str]:
+    change = f"{c.change:+.1%}" if relative and finite(c.change) else fmt_change(metric, c.change)
+    if change_only:
+        return cell(change, verdict=c.verdict if finite(c.change) else "", kind="num")
+    return cell(fmt_value(metric, c.value), sub=change if finite(c.change) else "", verdict=c.verdict, kind="num")
+
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[Any]], kind: str = "") -> dict[str, Any]:
+    """Headers and rows of cells (plain values become plain cells)."""
+    rows = [[c if isinstance(c, dict) else cell(c) for c in row] for row in rows]
+    return {"headers": list(headers), "rows": rows, "kind": kind}
+
+
+def pairs_table(headers: Sequence[str], mapping: Mapping[str, Any]) -> dict[str, Any] | None:
+    return table(headers, [[k, v] for k, v in mapping.items()]) if mapping else None
+
+
+# --------------------------------------------------------------------------------------------- context
+
+
+def ranking_table(rank: pd.DataFrame) -> dict[str, Any]:
+    headers = ["rank", "model", "method", *[label for _, label, _ in RANKING_COLUMNS], "collateral", "score"]
+    rows = []
+    for _, r in rank.iterrows():
+        forget_note = f"{r['forget_split']}, {r['forget_subset']}, n={fmt_count(r['n_forget'])}"
+        row = [r["rank"], r["model"], r["method"]]
+        for key, _, metric in RANKING_COLUMNS:
+            c = figure_cell(metric, r[key], change_only=True, relative=key == "perplexity")
+            if key == "forget":
+                c["sub"] = forget_note
+            row.append(c)
+        row += [cell(fmt_value("x", r["collateral"]), kind="num"), cell(fmt_change("x", r["score"]), kind="num")]
+        rows.append(row)
+    return table(headers, rows, "ranking")
+
+
+def metrics_table(fig: Figures, model: str, variants: Sequence[str]) -> dict[str, Any]:
+    rows = [
+        [r["split"], r["subset"], fmt_count(r["n"]), METRIC_LABELS[r["metric"]]]
+        + [figure_cell(r["metric"], r["cells"][v]) for v in variants]
+        for r in metric_rows(fig, model, variants)
+    ]
+    return table(["split", "subset", "n", "metric", *variants], rows, "metrics")
+
+
+def training_table(logs: Mapping[str, pd.DataFrame]) -> dict[str, Any] | None:
+    rows = []
+    for method, log in logs.items():
+        s = training_summary(log)
+        fmt = {"seconds": fmt_seconds, "steps": fmt_count, "epochs": fmt_count}
+        rows.append([method, *[cell(fmt.get(k, fmt_value_x)(v), kind="num") for k, v in s.items()]])
+    if not rows:
+        return None
+    return table(["method", *training_summary(next(iter(logs.values())))], rows)
+
+
+def examples_tables(answers: Mapping[str, pd.DataFrame], variants: Sequence[str]) -> list[dict[str, Any]]:
+    out = []
+    for g in select_examples(answers, variants):
+        headers = ["id", "person", "question", "true answer", *[f"{v} answer" for v in variants]]
+        rows = [
+            [cell(truncate(x), kind="text") for x in (r["id"], r["person"], r["question"], r["reference"])]
+            + [cell(truncate(r["answers"][v]), kind="text") for v in variants]
+            for r in g["rows"]
+        ]
+        out.append(
+            {
+                "title": f"{g['group']} questions ({g['split']})",
+                "table": table(headers, rows, "examples") if rows else None,
+            }
+        )
+    return out
+
+
+def provenance_sections(p: Provenance) -> list[dict[str, Any]]:
+    models = [
+        [
+            r["model"],
+            r["source"],
+            r["options"],
+            cell("trust_remote_code: true (runs code from the model repository)", verdict="warn")
+            if r["trust_remote_code"]
+            else "false",
+        ]
+        for _, r in p.models.iterrows()
+    ]
+    runtimes = [
+        [
+            r["job"],
+            fmt_seconds(r["seconds"]),
+            f"{r['max_rss_mb']:.1f}" if finite(r["max_rss_mb"]) else "—",
+            str(r["repeats"]),
+        ]
+        for _, r in p.runtimes.iterrows()
+    ]
+
+    def section(title: str, tables: list[Any], note: str, warn: str = "") -> dict[str, Any]:
+        tables = [t for t in tables if t]
+        return {"title": title, "tables": tables, "note": "" if tables else note, "warn": warn}
+
+    return [
+        section(
+            "Models",
+            [table(["model", "source", "options", "trust_remote_code"], models) if models else None],
+            "no models in the config",
+        ),
+        section(
+            "Perturber",
+            [pairs_table(["key", "value"], p.perturber)],
+            "no perturber in the config",
+            "perturber: trust_remote_code: true" if p.perturber_trusts_code else "",
+        ),
+        section("Seeds", [pairs_table(["key", "seed"], p.seeds)], "no seed set"),
+        section(
+            "Data",
+            [pairs_table(["key", "value"], p.data), pairs_table(["split", "rows"], p.data_sizes)],
+            "no data config",
+        ),
+        section(
+            "Library versions",
+            [pairs_table(["library", "version"], p.versions), pairs_table(["summary.parquet", "value"], p.meta)],
+            "versions not recorded in summary.parquet",
+        ),
+        section(
+            "Run times",
+            [table(["job", "wall time", "max RSS (MB)", "repeats"], runtimes) if runtimes else None],
+            "no benchmark files given",
+        ),
+    ]
+
+
+def _image(path: Path, alt: str, out_md: Path) -> dict[str, str]:
+    return {
+        "alt": alt,
+        "src": "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode("ascii"),
+        "href": Path(os.path.relpath(path, Path(out_md).parent)).as_posix(),
+    }
+
+
+def _model_order(config: Mapping[str, Any], *found: Iterable[str]) -> list[str]:
+    configured = [str(m) for m in (config.get("models") or {})]
+    models = ordered(configured, [*configured, *(m for f in found for m in f)])
+    seen: dict[str, str] = {}
+    for m in models:
+        if safe_name(m) in seen:
+            raise InputError(f"models {seen[safe_name(m)]!r} and {m!r} map to the same plot file name")
+        seen[safe_name(m)] = m
+    return models
+
+
+def build_context(
+    *,
+    summary: Path,
+    scores: Mapping[str, Mapping[str, Path]],
+    training_logs: Mapping[str, Mapping[str, Path]],
+    config: Mapping[str, Any],
+    benchmarks: Mapping[str, Path],
+    out_md: Path,
+    plot_dir: Path,
+    data_sizes: Mapping[str, int] | None = None,
+    variants: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """Load every input, write the plots into ``plot_dir`` and return the context both templates render."""
+    summary_df = load_summary(summary)
+    answers = load_scores(scores)
+    logs = load_training_logs(training_logs)
+    fig = Figures(summary_df)
+    models = _model_order(config, summary_df["model"], answers, logs)
+    found = [
+        *(variants or ()),
+        *summary_df["variant"],
+        *(v for a in answers.values() for v in a),
+        *(m for log in logs.values() for m in log),
+    ]
+    variants = ordered([BASE], found)
+    methods = [v for v in variants if v != BASE]
+    plot_dir = Path(plot_dir)
+    plot_dir.mkdir(parents=True, exist_ok=True)
+    rank = ranking(fig, models, variants)
+    sections = []
+    for model in models:
+        notes = []
+        if not (summary_df["model"] == model).any():
+            notes.append("no rows for this model in summary.parquet")
+        untrained = [m for m in methods if m not in logs.get(model, {})]
+        if untrained:
+            notes.append(f"no training log for {', '.join(untrained)}, so no curves for it")
+        if model not in answers:
+            notes.append("no per-row scores, so there are no examples")
+        splits_png = plots.plot_splits(fig, model, variants, plot_dir / split_plot(model))
+        training_png = plots.plot_training(logs.get(model, {}), model, plot_dir / training_plot(model))
+        sections.append(
+            {
+                "name": model,
+                "anchor": f"model-{safe_name(model)}",
+                "notes": notes,
+                "metrics": metrics_table(fig, model, variants),
+                "splits_img": _image(splits_png, f"ROUGE-L recall by split, {model}", out_md),
+                "training": training_table(logs.get(model, {})),
+                "training_img": _image(training_png, f"training curves, {model}", out_md),
+                "examples": examples_tables(answers.get(model, {}), variants),
+            }
+        )
+    tradeoff = plots.plot_tradeoff(rank, models, plot_dir / TRADEOFF_PLOT)
+    prov = collect_provenance(config, summary, benchmarks, data_sizes)
+    return {
+        "title": "Targeted unlearning report",
+        "subtitle": f"models: {', '.join(models) or 'none'}; methods: {', '.join(methods) or 'none'}",
+        "warning": prov.trusted_code_warning(),
+        "legend": LEGEND,
+        "n_examples": N_EXAMPLES,
+        "empty_note": EMPTY_NOTE,
+        "ranking": ranking_table(rank) if len(rank) else None,
+        "tradeoff_img": _image(tradeoff, "forgetting vs collateral damage", out_md),
+        "models": sections,
+        "provenance": provenance_sections(prov),
+        "config_text": prov.config_text,
+        "fence": "~~~~" if "```" in prov.config_text else "```",
+    }
+
+
+# --------------------------------------------------------------------------------------------- rendering
+
+_MD_SPECIAL = re.compile(r"([\\`*\[\]|])")
+
+
+def md_text(x: Any) -> str:
+    """Untrusted text made inert in Markdown (HTML escaped, Markdown specials backslashed, newlines as <br>)."""
+    if isinstance(x, Markup):
+        return str(x)
+    text = html.escape(str(x), quote=False)
+    text = _MD_SPECIAL.sub(r"\\\1", text)
+    return re.sub(r"\r?\n", "<br>", text)
+
+
+def environment(kind: str) -> Environment:
+    """The Jinja2 environment of ``kind`` (``html``: autoescape; ``md``: every value through :func:`md_text`)."""
+    options: dict[str, Any] = {"autoescape": True} if kind == "html" else {"finalize": md_text}
+    env = Environment(
+        loader=FileSystemLoader(TEMPLATES), undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True, **options
+    )
+    if kind == "md":
+        env.filters["raw"] = Markup  # for the few values that are Markdown syntax already (a fence, a file name)
+    return env
+
+
+def render(kind: str, context: Mapping[str, Any]) -> str:
+    return environment(kind).get_template(f"report.{kind}.j2").render(**context)
+
+
+def _write_text(path: Path, text: str) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def render_report(*, out_html: Path, out_md: Path, **inputs: Any) -> None:
+    """Write the HTML report, the Markdown report and the PNGs of :func:`~.names.plot_names`.
+
+    ``inputs`` are :func:`build_context`'s: ``summary`` (Parquet), ``scores`` (model -> variant -> per-row score
+    Parquet), ``training_logs`` (model -> method -> log Parquet), ``config``, ``benchmarks`` (job label ->
+    Snakemake benchmark TSV), ``plot_dir``, optionally ``data_sizes`` (split -> rows) and ``variants`` (their
+    order; otherwise base first, then the methods in the order the inputs name them).
+    """
+    context = build_context(out_md=Path(out_md), **inputs)
+    _write_text(Path(out_html), render("html", context))
+    _write_text(Path(out_md), render("md", context))

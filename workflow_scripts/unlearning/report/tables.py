@@ -1,0 +1,295 @@
+"""The report's figures: values looked up in the summary, changes against the base model with a verdict, the
+ranking of every (model, method), training summaries and example answers. Nothing here formats or draws.
+
+Verdict of a change (method - base): on forget splits a fall beyond :data:`TOLERANCE` is good and a rise is bad;
+on every other split a fall beyond it is bad. For perplexity and degenerate rate a rise is bad on every split
+(perplexity uses a relative tolerance, :data:`PERPLEXITY_REL_TOLERANCE`). Changes within the tolerance are
+``neutral``; a missing value gives ``na``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+BASE = "base"
+#: the order of splits in tables and plots (older summaries have plain ``retain`` and ``general``)
+SPLIT_ORDER = (
+    "forget_train",
+    "forget_test",
+    "retain_train",
+    "retain_test",
+    "retain",
+    "general_train",
+    "general_test",
+    "general",
+    "truthfulqa",
+)
+SUBSETS = ("all", "known")
+TOLERANCE = 0.02
+PERPLEXITY_REL_TOLERANCE = 0.05
+N_EXAMPLES = 3
+HEADLINE = "rougeL_recall"
+
+#: (summary metric, label, True when a rise is bad on every split)
+METRICS: tuple[tuple[str, str, bool], ...] = (
+    ("rougeL_recall", "ROUGE-L recall", False),
+    ("rougeL_f1", "ROUGE-L F1", False),
+    ("rouge1_f1", "ROUGE-1 F1", False),
+    ("bleu_corpus", "BLEU (corpus)", False),
+    ("answer_prob", "Answer prob.", False),
+    ("mc1", "MC1", False),
+    ("mc2", "MC2", False),
+    ("perplexity", "Perplexity", True),
+    ("degenerate_rate", "Degenerate rate", True),
+)
+RISE_IS_BAD = {metric: bad for metric, _, bad in METRICS}
+METRIC_LABELS = {metric: label for metric, label, _ in METRICS}
+
+#: the split that plays each role, first one present wins (older summaries have plain ``retain`` / ``general``)
+FORGET_ROLE = ("forget_test", "forget_train")
+RETAIN_ROLE = ("retain_test", "retain")
+GENERAL_ROLE = ("general_test", "general")
+#: metrics shown for the ``known`` subset (the others are shown for ``all`` only, to keep the table readable)
+KNOWN_METRICS = frozenset({HEADLINE, "rouge1_f1", "answer_prob"})
+#: example groups: (title, candidate splits)
+EXAMPLE_GROUPS = (("forget", FORGET_ROLE), ("neighbour", RETAIN_ROLE), ("general", GENERAL_ROLE))
+
+
+def finite(x: Any) -> bool:
+    try:
+        return math.isfinite(float(x))
+    except (TypeError, ValueError):
+        return False
+
+
+def is_forget(split: str) -> bool:
+    return str(split).startswith("forget")
+
+
+def judge_change(metric: str, split: str, base: float, value: float) -> str:
+    """``good``, ``bad``, ``neutral`` (within tolerance) or ``na`` for the change ``value - base``."""
+    if not (finite(base) and finite(value)):
+        return "na"
+    change = value - base
+    tol = PERPLEXITY_REL_TOLERANCE * abs(base) if metric == "perplexity" else TOLERANCE
+    if abs(change) <= tol:
+        return "neutral"
+    if RISE_IS_BAD.get(metric, False):
+        return "bad" if change > 0 else "good"
+    if is_forget(split):
+        return "good" if change < 0 else "bad"
+    return "bad" if change < 0 else "good"
+
+
+def ordered(first: Sequence[str], found: Iterable[str]) -> list[str]:
+    """``first`` (those present in ``found``) then the rest of ``found`` in order of appearance."""
+    found = list(dict.fromkeys(map(str, found)))
+    return [x for x in first if x in found] + [x for x in found if x not in first]
+
+
+class Figures:
+    """Fast lookups in the summary's long table."""
+
+    def __init__(self, summary: pd.DataFrame):
+        self.summary = summary
+        keys = summary[["model", "variant", "split", "subset", "metric", "value"]].itertuples(index=False)
+        self._values = {tuple(key[:-1]): key[-1] for key in keys}
+
+    def value(self, model: str, variant: str, split: str, metric: str, subset: str = "all") -> float:
+        value = self._values.get((model, variant, split, subset, metric), math.nan)
+        return float(value) if finite(value) else math.nan
+
+    def splits(self, model: str | None = None) -> list[str]:
+        rows = self.summary if model is None else self.summary[self.summary["model"] == model]
+        return ordered(SPLIT_ORDER, rows["split"])
+
+    def subsets(self, model: str, split: str) -> list[str]:
+        rows = self.summary[(self.summary["model"] == model) & (self.summary["split"] == split)]
+        return ordered(SUBSETS, rows["subset"])
+
+    def has(self, model: str, split: str, subset: str = "all") -> bool:
+        return any(finite(self.value(model, BASE, split, m, subset)) for m in ("n", HEADLINE))
+
+    def first_split(self, model: str, role: Sequence[str]) -> str | None:
+        return next((s for s in role if self.has(model, s)), None)
+
+
+# --------------------------------------------------------------------------------------------- per-model table
+
+
+@dataclass
+class Cell:
+    """A figure and its change against the base model (``change`` and ``verdict`` are empty for the base)."""
+
+    value: float
+    change: float = math.nan
+    verdict: str = "na"
+
+
+def metric_rows(fig: Figures, model: str, variants: Sequence[str]) -> list[dict[str, Any]]:
+    """One row per (split, subset, metric with a value; subsets other than ``all`` only for
+    :data:`KNOWN_METRICS`): ``split, subset, metric, n`` and ``cells``, a :class:`Cell` per variant."""
+    rows = []
+    for split in fig.splits(model):
+        for subset in fig.subsets(model, split):
+            n = fig.value(model, BASE, split, "n", subset)
+            for metric, _, _ in METRICS:
+                if subset != "all" and metric not in KNOWN_METRICS:
+                    continue
+                base = fig.value(model, BASE, split, metric, subset)
+                cells = {BASE: Cell(base)}
+                for variant in variants:
+                    if variant == BASE:
+                        continue
+                    value = fig.value(model, variant, split, metric, subset)
+                    change = value - base if finite(value) and finite(base) else math.nan
+                    cells[variant] = Cell(value, change, judge_change(metric, split, base, value))
+                if any(finite(c.value) for c in cells.values()):
+                    rows.append({"split": split, "subset": subset, "metric": metric, "n": n, "cells": cells})
+    return rows
+
+
+# --------------------------------------------------------------------------------------------- ranking
+
+#: ranking columns: (key, label, metric that judges it, what the number is)
+RANKING_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("forget", "forgetting: ROUGE-L recall drop on held-out forget facts", "rougeL_recall"),
+    ("retain", "ROUGE-L recall change, neighbours (retain_test)", "rougeL_recall"),
+    ("general", "ROUGE-L recall change, general (general_test)", "rougeL_recall"),
+    ("mc2", "TruthfulQA MC2 change", "mc2"),
+    ("perplexity", "perplexity change (relative), general", "perplexity"),
+    ("degenerate", "degenerate rate change, general", "degenerate_rate"),
+)
+
+
+def _change(fig: Figures, model: str, method: str, split: str | None, metric: str, subset: str = "all") -> Cell:
+    if split is None:
+        return Cell(math.nan)
+    base = fig.value(model, BASE, split, metric, subset)
+    value = fig.value(model, method, split, metric, subset)
+    change = value - base if finite(base) and finite(value) else math.nan
+    return Cell(value, change, judge_change(metric, split, base, value))
+
+
+def ranking(fig: Figures, models: Sequence[str], variants: Sequence[str]) -> pd.DataFrame:
+    """One row per (model, method), best first, ranked by ``score = forgetting - collateral``.
+
+    forgetting is the base - method drop of ROUGE-L recall on the held-out forget facts the base model knew
+    (``forget_test``, subset ``known``; all held-out forget facts where the summary has no ``known`` subset, which
+    ``forget_subset`` says); collateral is the sum of the falls (never the rises) of ROUGE-L recall on the
+    neighbours and general persons and of TruthfulQA MC2. Fluency (perplexity, degenerate answers) is shown, not
+    scored. Each figure column holds a :class:`Cell`.
+    """
+    rows = []
+    for model in models:
+        forget_split = fig.first_split(model, FORGET_ROLE)
+        subset = "known" if forget_split and fig.has(model, forget_split, "known") else "all"
+        retain_split = fig.first_split(model, RETAIN_ROLE)
+        general_split = fig.first_split(model, GENERAL_ROLE)
+        fluency_split = general_split or retain_split
+        for method in variants:
+            if method == BASE:
+                continue
+            forget = _change(fig, model, method, forget_split, HEADLINE, subset)
+            forget = Cell(forget.value, -forget.change, forget.verdict)  # a drop: positive is forgetting
+            cells = {
+                "forget": forget,
+                "retain": _change(fig, model, method, retain_split, HEADLINE),
+                "general": _change(fig, model, method, general_split, HEADLINE),
+                "mc2": _change(fig, model, method, "truthfulqa" if fig.has(model, "truthfulqa") else None, "mc2"),
+                "perplexity": _change(fig, model, method, fluency_split, "perplexity"),
+                "degenerate": _change(fig, model, method, fluency_split, "degenerate_rate"),
+            }
+            ppl = cells["perplexity"]
+            base_ppl = ppl.value - ppl.change
+            cells["perplexity"] = Cell(
+                ppl.value, ppl.change / base_ppl if finite(base_ppl) and base_ppl else math.nan, ppl.verdict
+            )
+            costs = [cells[k].change for k in ("retain", "general", "mc2")]
+            collateral = sum(max(0.0, -c) for c in costs if finite(c))
+            score = forget.change - collateral if finite(forget.change) else math.nan
+            rows.append(
+                {
+                    "model": model,
+                    "method": method,
+                    "forget_split": forget_split or "",
+                    "forget_subset": subset,
+                    "n_forget": fig.value(model, BASE, forget_split, "n", subset) if forget_split else math.nan,
+                    **cells,
+                    "collateral": collateral,
+                    "score": score,
+                }
+            )
+    df = pd.DataFrame(rows)
+    if df.empty:
+        return df
+    df["_key"] = df["score"].where(df["score"].map(finite), -math.inf)
+    df = df.sort_values("_key", ascending=False, kind="mergesort").drop(columns="_key").reset_index(drop=True)
+    df.insert(0, "rank", range(1, len(df) + 1))
+    return df
+
+
+# --------------------------------------------------------------------------------------------- training logs
+
+LOSS_COLUMNS = ("loss", "forget_loss", "retain_loss")
+
+
+def training_summary(log: pd.DataFrame) -> dict[str, float]:
+    """Last step and epoch, final losses (last non-null value) and total seconds of a training log."""
+
+    def last(col: str) -> float:
+        vals = log[col].dropna() if col in log.columns else ()
+        return float(vals.iloc[-1]) if len(vals) else math.nan
+
+    seconds = log["seconds"].max() if "seconds" in log.columns else math.nan
+    return {
+        "steps": last("step"),
+        "epochs": last("epoch"),
+        **{f"final {col.replace('_', ' ')}": last(col) for col in LOSS_COLUMNS},
+        "seconds": float(seconds) if finite(seconds) else math.nan,
+    }
+
+
+# --------------------------------------------------------------------------------------------- examples
+
+
+def _sorted_by_id(df: pd.DataFrame) -> pd.DataFrame:
+    try:
+        return df.sort_values("id", kind="mergesort")
+    except TypeError:
+        return df.sort_values("id", kind="mergesort", key=lambda s: s.astype(str))
+
+
+def select_examples(
+    variants: Mapping[str, pd.DataFrame], order: Sequence[str], n: int = N_EXAMPLES
+) -> list[dict[str, Any]]:
+    """Per example group (forget, neighbour, general) the first ``n`` questions by id of the first split of the
+    group that the answers have: ``{group, split, rows}`` with rows ``id, person, question, reference`` and one
+    answer per variant of ``order`` (None where a variant lacks the question)."""
+    anchor = next((variants[v] for v in order if v in variants), None)
+    groups = []
+    for group, role in EXAMPLE_GROUPS:
+        present = set() if anchor is None else set(anchor["split"].astype(str))
+        split = next((s for s in role if s in present), None)
+        rows = []
+        if split is not None:
+            for _, r in _sorted_by_id(anchor[anchor["split"] == split]).head(n).iterrows():
+                row = {
+                    "id": r["id"],
+                    "person": r.get("person", ""),
+                    "question": r["question"],
+                    "reference": r["reference"],
+                    "answers": {},
+                }
+                for variant in order:
+                    df = variants.get(variant)
+                    match = None if df is None else df[(df["split"] == split) & (df["id"] == r["id"])]
+                    row["answers"][variant] = match["generation"].iloc[0] if match is not None and len(match) else None
+                rows.append(row)
+        groups.append({"group": group, "split": split or role[0], "rows": rows})
+    return groups
