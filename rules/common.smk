@@ -124,8 +124,8 @@ def validate_unlearn_entries():
     for entry, spec in expand_unlearn(config).items():
         error = jsonschema.exceptions.best_match(validator.iter_errors(spec))
         if error is not None:
-            where = ".".join(map(str, error.absolute_path))
-            raise WorkflowError(f"config: unlearn.{entry}{'.' + where if where else ''}: {error.message}")
+            where = "".join(f".{key}" for key in error.absolute_path)
+            raise WorkflowError(f"config: unlearn.{entry}{where}: {error.message}")
         for model in MODELS:
             try:
                 unlearn_settings(config, model, entry)

