@@ -1,0 +1,102 @@
+"""Choose an operating point per sweep: the most forgetting within a damage bound, decided on training-side data.
+
+A sweep (an ``unlearn:`` entry with a ``grid:``) trains one adapter per combination of settings. Picking the best
+one by its held-out figures and then reporting those same figures would overstate it, so the rule reads only the
+training side of every person set, whose questions no headline figure is computed from:
+
+* forgetting = relative drop of ROUGE-L recall on ``forget_train`` (base -> entry, on the facts the base model
+  knew): ``(base - entry) / base``;
+* damage = the larger relative drop on ``retain_train`` and ``general_train`` (same metric and subset).
+
+The chosen entry of a sweep is the one with the largest forgetting whose damage is at most ``max_damage``; its
+held-out figures (``*_test`` splits) are then reported as they are. The training-side damage understates the
+held-out damage where the retain term trains on those questions, so the bound acts on an optimistic estimate: the
+report shows both. Every entry also gets whether it is on the Pareto front (no other entry of its sweep forgets
+more with no more damage).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import pandas as pd
+
+SELECTION_SPLITS = ("forget_train", "retain_train", "general_train")
+DAMAGE_SPLITS = ("retain_train", "general_train")
+SWEEP_COLUMNS = ["model", "sweep", "entry", "forgetting", "damage", "within_bound", "pareto", "chosen"]
+
+
+def relative_drop(base: float, value: float) -> float:
+    """``(base - value) / base``: the share of the base figure lost; NaN where the base figure is 0 or missing."""
+    if not (isinstance(base, int | float) and math.isfinite(base)) or base <= 0 or not math.isfinite(value):
+        return math.nan
+    return (base - value) / base
+
+
+def _figure(summary: pd.DataFrame, model: str, variant: str, split: str, metric: str, subset: str) -> float:
+    rows = summary[
+        (summary["model"] == model)
+        & (summary["variant"] == variant)
+        & (summary["split"] == split)
+        & (summary["metric"] == metric)
+        & (summary["subset"] == subset)
+    ]
+    return float(rows["value"].iloc[0]) if len(rows) else math.nan
+
+
+def sweep_table(
+    summary: pd.DataFrame,
+    sweeps: Mapping[str, str],
+    *,
+    max_damage: float,
+    metric: str = "rougeL_recall",
+    subset: str = "known",
+) -> pd.DataFrame:
+    """One row per (model, entry) of every sweep: forgetting, damage, within the bound, on the front, chosen.
+
+    ``summary`` is the long table (``model, variant, split, subset, metric, value``); only its
+    :data:`SELECTION_SPLITS` rows are read. ``sweeps`` maps each entry to its sweep (``settings.sweep_of``); entries
+    that are their own sweep (no grid) are left out. A sweep with no entry within the bound has no chosen entry.
+    """
+    side = summary[summary["split"].isin(SELECTION_SPLITS)]
+    if "subset" not in side.columns:
+        side = side.assign(subset="all")
+    rows = []
+    for model in side["model"].drop_duplicates():
+        for entry, sweep in sweeps.items():
+            if entry == sweep:
+                continue
+
+            def drop(split: str, entry: str = entry, model: str = model) -> float:
+                base = _figure(side, model, "base", split, metric, subset)
+                return relative_drop(base, _figure(side, model, entry, split, metric, subset))
+
+            damages = [d for d in map(drop, DAMAGE_SPLITS) if math.isfinite(d)]
+            rows.append(
+                {
+                    "model": model,
+                    "sweep": sweep,
+                    "entry": entry,
+                    "forgetting": drop("forget_train"),
+                    "damage": max(damages) if damages else math.nan,
+                }
+            )
+    table = pd.DataFrame(rows, columns=SWEEP_COLUMNS[:5])
+    table["within_bound"] = table["damage"] <= max_damage
+    table["pareto"] = [_on_front(table, row) for row in table.itertuples()]
+    table["chosen"] = False
+    for _, group in table[table["within_bound"] & table["forgetting"].notna()].groupby(["model", "sweep"]):
+        table.loc[group["forgetting"].idxmax(), "chosen"] = True
+    return table[SWEEP_COLUMNS]
+
+
+def _on_front(table: pd.DataFrame, row: object) -> bool:
+    """No other entry of the same (model, sweep) forgets at least as much with at most as much damage, and is
+    strictly better on one of the two."""
+    if not (math.isfinite(row.forgetting) and math.isfinite(row.damage)):
+        return False
+    peers = table[(table["model"] == row.model) & (table["sweep"] == row.sweep) & (table["entry"] != row.entry)]
+    better = (peers["forgetting"] >= row.forgetting) & (peers["damage"] <= row.damage)
+    strictly = (peers["forgetting"] > row.forgetting) | (peers["damage"] < row.damage)
+    return not bool((better & strictly).any())
