@@ -5,7 +5,7 @@ import sys
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow_scripts"))
 
 from unlearning.parquet_io import config_hash, looks_complete  # noqa: E402
-from unlearning.settings import perturb_settings, prompt_style, train_settings  # noqa: E402
+from unlearning.settings import import_settings, perturb_settings, prompt_style, train_settings  # noqa: E402
 
 
 def resolve_local_paths():
