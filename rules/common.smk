@@ -9,6 +9,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "workflow_scripts"))
 from unlearning.parquet_io import config_hash, looks_complete  # noqa: E402
 from unlearning.settings import (  # noqa: E402
     expand_unlearn,
+    import_settings,
     needs_pairs,
     perturb_settings,
     prompt_style,

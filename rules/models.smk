@@ -3,7 +3,7 @@ rule import_model:
     output:
         directory("results/models/{model}"),
     params:
-        spec=lambda wc: config["models"][wc.model],
+        spec=lambda wc: import_settings(config, wc.model),
     resources:
         mem_mb=lambda wc: model_resources(wc.model)["mem_mb"],
     conda:

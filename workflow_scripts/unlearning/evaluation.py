@@ -9,6 +9,7 @@ degenerate repetition).
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 
@@ -19,8 +20,9 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from . import metrics
 from .generation import generate
 from .likelihood import continuation_logliks
-from .prompting import PromptStyle, build_prompt
+from .prompting import PromptStyle, build_prompt, stops_at_newline
 
+log = logging.getLogger(__name__)
 GENERATION_COLUMNS = ["id", "split", "person", "question", "reference", "generation", "new_tokens"]
 EVAL_SPLITS = ("forget_train", "forget_test", "retain", "general", "truthfulqa")
 
@@ -60,6 +62,7 @@ def answer_questions(
         prompts_for(tokenizer, questions["question"], style),
         max_new_tokens=max_new_tokens,
         batch_size=batch_size,
+        stop_at_newline=stops_at_newline(style),
         desc="generate",
     )
     table = questions.copy()
@@ -185,11 +188,43 @@ def headline_rows(summary: pd.DataFrame) -> list[dict]:
     return rows
 
 
+# A base model whose answers on a split are mostly empty or degenerate has nothing there to forget: its recall is
+# near zero before any unlearning, and a "drop" (or a rise, when training teaches it the answer format) measures
+# the format, not forgetting. Such splits are flagged in the summary (metric `degenerate_base`) and logged.
+DEGENERATE_BASE_THRESHOLD = 0.5
+
+
+def degenerate_base_rows(summary: pd.DataFrame) -> list[dict]:
+    """Per model and split, ``headline`` rows ``degenerate_base`` = 1.0 when the base model's ``degenerate_rate``
+    exceeds :data:`DEGENERATE_BASE_THRESHOLD` (else 0.0); a warning names the models and splits flagged."""
+    base = summary[(summary["variant"] == "base") & (summary["metric"] == "degenerate_rate")]
+    rows, flagged = [], {}
+    for model, split, rate in zip(base["model"], base["split"], base["value"], strict=True):
+        if math.isnan(rate):
+            continue
+        bad = rate > DEGENERATE_BASE_THRESHOLD
+        rows.append(_row(model, "headline", split, "degenerate_base", float(bad)))
+        if bad:
+            flagged.setdefault(model, []).append(f"{split} {rate:.2f}")
+    for model, splits in flagged.items():
+        log.warning(
+            "model %s: the base model's answers are mostly empty or degenerate (degenerate rate above %.2f on %s); "
+            "no forgetting can be measured there. For a base model set `chat_template: false` (few-shot prompt) or "
+            "check its prompt",
+            model,
+            DEGENERATE_BASE_THRESHOLD,
+            ", ".join(splits),
+        )
+    return rows
+
+
 def build_summary(scores: dict[tuple[str, str], pd.DataFrame]) -> pd.DataFrame:
-    """The long summary table of every scored (model, variant), with headline rows appended."""
+    """The long summary table of every scored (model, variant), with headline rows appended (the changes, and the
+    ``degenerate_base`` flags of :func:`degenerate_base_rows`)."""
     rows = []
     for (model, variant), table in sorted(scores.items()):
         rows += summarize_variant(table, model, variant)
     summary = pd.DataFrame(rows, columns=["model", "variant", "split", "metric", "value"])
-    summary = pd.concat([summary, pd.DataFrame(headline_rows(summary), columns=summary.columns)], ignore_index=True)
+    extra = headline_rows(summary) + degenerate_base_rows(summary)
+    summary = pd.concat([summary, pd.DataFrame(extra, columns=summary.columns)], ignore_index=True)
     return summary.astype({"value": "float64"})

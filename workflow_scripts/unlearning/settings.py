@@ -15,7 +15,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from .prompting import PromptStyle
+from .prompting import DEFAULT_FEW_SHOT, PromptStyle
 
 
 def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -151,14 +151,28 @@ def needs_pairs(config: Mapping[str, Any], entry: str) -> bool:
     return get_method(expand_unlearn(config)[entry]["method"]).needs_pairs
 
 
+IMPORT_KEYS = ("path", "revision", "gguf", "trust_remote_code", "chat_template")
+
+
+def import_settings(config: Mapping[str, Any], model: str) -> dict[str, Any]:
+    """The slice of a model entry that import_model depends on (not its resources, training or few-shot settings,
+    whose changes must not redo a GGUF conversion)."""
+    spec = config["models"][model]
+    return {key: copy.deepcopy(spec[key]) for key in IMPORT_KEYS if key in spec}
+
+
 def prompt_style(config: Mapping[str, Any], model: str) -> dict[str, Any]:
     """How questions are put to ``model`` (as a plain dict, so it can be a Snakemake param)."""
     prompt = config.get("prompt", {})
+    spec = config["models"][model]
+    chat_template = bool(spec.get("chat_template", True))
     return vars(
         PromptStyle(
             instruction=prompt.get("instruction"),
             system=prompt.get("system"),
-            chat_template=bool(config["models"][model].get("chat_template", True)),
+            chat_template=chat_template,
+            # examples only ever precede plain prompts; 0 otherwise so the param does not change with them
+            few_shot=0 if chat_template else int(spec.get("few_shot", DEFAULT_FEW_SHOT)),
         )
     )
 

@@ -40,8 +40,8 @@ from transformers.trainer_callback import TrainerState
 from transformers.trainer_utils import get_last_checkpoint
 
 from .methods import get_method
-from .methods.base import Method, backbone_and_head, sequence_logprob
-from .models import Manifest, load_model, pick_device, training_dtype
+from .methods.base import Method, sequence_logprob
+from .models import Manifest, decoder_layers, load_model, pick_device, training_dtype
 from .parquet_io import config_hash
 from .prompting import PromptStyle, build_prompt
 
@@ -258,7 +258,7 @@ def lora_config(model: torch.nn.Module, lora: Mapping[str, Any]) -> LoraConfig:
     module names rather than ``all-linear``: then every linear module name inside the decoder layers is targeted."""
     targets, layers = lora["target_modules"], lora.get("layers")
     if layers is not None and targets == "all-linear":
-        blocks = backbone_and_head(model)[0].layers
+        blocks = decoder_layers(model)
         targets = sorted({n.rsplit(".", 1)[-1] for n, m in blocks.named_modules() if isinstance(m, torch.nn.Linear)})
     return LoraConfig(
         r=int(lora["r"]),

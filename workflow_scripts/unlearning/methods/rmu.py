@@ -25,28 +25,20 @@ from typing import Any
 
 import torch
 
+from ..models import decoder_layers, layer_index
 from . import register
 from .base import Method, backbone_and_head
 
 
 @dataclass(frozen=True)
 class RMUSettings:
-    layer: int | None = None  # decoder layer whose output is steered; None = a quarter of the depth
+    layer: int | None = None  # decoder layer whose output is steered (negative: from the last); None = depth / 4
     steering_coeff: float | None = None  # |c * u|'s scale; None = adaptive_scale x the forget activations' norm
     adaptive_scale: float = 5.0
 
 
 class _Reached(Exception):
     """Raised by the layer hook: nothing after the steered layer is needed."""
-
-
-def decoder_layers(model: torch.nn.Module) -> torch.nn.ModuleList:
-    """The decoder's list of transformer blocks (``model.layers`` in Llama, Gemma, Phi-3, Mistral, Qwen...)."""
-    decoder, _ = backbone_and_head(model)
-    layers = getattr(decoder, "layers", None)
-    if not isinstance(layers, torch.nn.ModuleList):
-        raise ValueError(f"RMU needs a decoder with a `layers` list; {type(decoder).__name__} has none")
-    return layers
 
 
 def layer_output(model: torch.nn.Module, batch: Mapping[str, torch.Tensor], layer: int) -> torch.Tensor:
@@ -83,9 +75,7 @@ class RMU(Method):
 
     def prepare(self, model: torch.nn.Module, entry: str, forget_batches: Iterable[Mapping[str, Any]] = ()) -> None:
         layers = decoder_layers(model)
-        layer = self.settings.layer if self.settings.layer is not None else len(layers) // 4
-        if not 0 <= layer < len(layers):
-            raise ValueError(f"unlearn.{entry}: rmu layer {layer} is outside the model's {len(layers)} layers")
+        layer = layer_index(model, self.settings.layer) if self.settings.layer is not None else len(layers) // 4
         if not any("lora_A" in name for block in layers[: layer + 1] for name, _ in block.named_modules()):
             raise ValueError(
                 f"unlearn.{entry}: method rmu steers the output of decoder layer {layer}, but LoRA adapts none of "
