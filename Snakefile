@@ -43,6 +43,7 @@ localrules:
     import_model,
     build_pairs,
     summarize,
+    select_operating_points,
     report,
     remove_truncated_artifacts,
 

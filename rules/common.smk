@@ -13,6 +13,7 @@ from unlearning.settings import (  # noqa: E402
     needs_pairs,
     perturb_settings,
     prompt_style,
+    sweep_of,
     unlearn_entries,
     unlearn_settings,
 )

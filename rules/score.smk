@@ -41,3 +41,22 @@ rule summarize:
         "logs/summarize.log",
     script:
         "../workflow_scripts/summarize.py"
+
+
+rule select_operating_points:
+    """Per sweep (an unlearn: entry with a grid), every point's forgetting and damage on training-side splits, the
+    Pareto front and the chosen entry (unlearning.selection)."""
+    input:
+        "results/score/summary.parquet",
+    output:
+        "results/score/operating_points.parquet",
+    params:
+        sweeps=sweep_of(config),
+        select=config["select"],
+        seed=config["seed"],
+    conda:
+        "../envs/unlearning.yaml"
+    log:
+        "logs/select_operating_points.log",
+    script:
+        "../workflow_scripts/select_operating_points.py"
