@@ -76,13 +76,14 @@ def preflight():
 
 preflight()
 MODELS = list(config["models"])  # in the config's order, which the report keeps
-# The unlearn: entries (grids expanded) and the variants scored per model: base plus one per entry. Every rule
-# and the report take the variant list from here.
-UNLEARN = unlearn_entries(config)
-VARIANTS = ["base", *UNLEARN]
 _canonical = sorted_keys(config)
 config.clear()
 config.update(_canonical)
+# The unlearn: entries (grids expanded) and the variants scored per model: base plus one per entry. Every rule and
+# the report take the variant list from here. Entries come in sorted order, from the canonical config, so that
+# neither reordering unlearn: nor the keys of a grid renames or reruns anything.
+UNLEARN = unlearn_entries(config)
+VARIANTS = ["base", *UNLEARN]
 TRAIN_RUNTIME_FACTOR = 2  # training gets twice the runtime a model entry gives its other heavy jobs
 
 
