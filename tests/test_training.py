@@ -207,3 +207,18 @@ def test_gradient_checkpointing_trains_the_adapter(tiny_manifest: Manifest, tmp_
     """PEFT with gradient checkpointing needs input gradients, or nothing trains (open-unlearning issue 178)."""
     log = train_with(tiny_manifest, tmp_path, settings(method="npo", gradient_checkpointing=True, epochs=1)).log
     assert log["forget_loss"].iloc[-1] < log["forget_loss"].iloc[0]
+
+
+def test_same_settings_train_the_same_adapter_whatever_the_global_rng(tiny_manifest: Manifest, tmp_path: Path) -> None:
+    """LoRA's random initialisation and dropout follow the training seed, not whatever ran before."""
+    from safetensors.torch import load_file
+
+    weights = []
+    for run, noise in enumerate((1, 2)):
+        torch.manual_seed(noise)
+        cfg = settings(method="npo", epochs=1, lora={**settings()["lora"], "dropout": 0.1})
+        train_with(tiny_manifest, tmp_path / str(run), cfg)
+        weights.append(load_file(tmp_path / str(run) / "a" / "adapter_model.safetensors"))
+    assert weights[0].keys() == weights[1].keys()
+    for key in weights[0]:
+        torch.testing.assert_close(weights[0][key], weights[1][key], rtol=0, atol=0)

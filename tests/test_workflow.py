@@ -354,14 +354,14 @@ def test_every_method_forgets_in_the_dag(tiny_model_dir: Path, tmp_path: Path) -
     snakemake("results/data/qa.parquet", *run)
     qa = read_parquet(tmp_path / "results" / "data" / "qa.parquet")
     style = PromptStyle(instruction=config["prompt"]["instruction"])
-    knowing = teach_facts(tiny_model_dir, list(qa["question"]), list(qa["answer"]), tmp_path / "knowing", style)
+    knowing = teach_facts(tiny_model_dir, list(qa["question"]), list(qa["answer"]), tmp_path / "knowing", style, 200)
     config["models"]["tiny"]["path"] = str(knowing)
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     methods = list(config["unlearn"])
     snakemake(*[f"results/score/tiny/{v}.parquet" for v in ("base", *methods)], *run)
     scores = {v: read_parquet(tmp_path / "results" / "score" / "tiny" / f"{v}.parquet") for v in ("base", *methods)}
     forget = {v: s.loc[s["split"] == "forget_train", "answer_prob"].mean() for v, s in scores.items()}
-    assert forget["base"] > 0.3, f"the taught model knows the forget answers: {forget}"
+    assert forget["base"] > 0.6, f"the taught model knows the forget answers: {forget}"
     for method in methods:
         assert forget[method] < forget["base"] - 0.05, (method, forget)
         adapter = tmp_path / "results" / "unlearn" / "tiny" / method / "adapter"

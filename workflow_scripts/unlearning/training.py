@@ -35,7 +35,7 @@ from typing import Any
 import pandas as pd
 import torch
 from peft import LoraConfig, get_peft_model
-from transformers import PreTrainedTokenizerBase, Trainer, TrainingArguments
+from transformers import PreTrainedTokenizerBase, Trainer, TrainingArguments, set_seed
 from transformers.trainer_callback import TrainerState
 from transformers.trainer_utils import get_last_checkpoint
 
@@ -312,6 +312,7 @@ def train(
     examples, truncated = tokenize_examples(texts, method.sequences, tokenizer, style, **lengths)
     if not examples:
         raise ValueError(f"unlearn.{entry}: method {method.name} has no training examples")
+    set_seed(seed)  # LoRA's A matrices are drawn here, before the Trainer seeds anything
     model = get_peft_model(model, lora_config(model, cfg["lora"]))
     batch_size = int(cfg["batch_size"])
     collate = ExampleCollator(method.sequences, tokenizer.pad_token_id)
