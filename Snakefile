@@ -39,6 +39,7 @@ localrules:
     prepare_data,
     import_model,
     build_pairs,
+    known_facts,
     summarize,
     report,
     remove_truncated_artifacts,

@@ -64,6 +64,7 @@ def test_dry_run_plans_the_whole_dag(configfile: str | None, tmp_path: Path) -> 
     n_models = 3 if configfile else 1
     assert jobs["train_dpo_lora"] == n_models and jobs["import_model"] == n_models
     assert jobs["generate"] == jobs["score"] == 2 * n_models
+    assert jobs["known_facts"] == n_models  # the base model's known facts, once per model
     assert {"prepare_data", "perturb", "build_pairs", "summarize", "report", "all"} <= set(jobs)
 
 
@@ -131,7 +132,9 @@ def test_end_to_end_run_writes_every_artifact(e2e: tuple[Path, dict]) -> None:
     workdir, _ = e2e
     results = workdir / "results"
     qa = read_parquet(results / "data" / "qa.parquet")
-    assert set(qa["split"]) == {"forget_train", "forget_test", "retain", "general"}
+    assert set(qa["split"]) == {
+        "forget_train", "forget_test", "retain_train", "retain_test", "general_train", "general_test"
+    }  # fmt: skip
     pairs = read_parquet(
         results / "perturb" / "dpo_pairs.parquet", ["prompt", "chosen", "rejected", "kind", "source_id"]
     )
@@ -147,8 +150,12 @@ def test_end_to_end_run_writes_every_artifact(e2e: tuple[Path, dict]) -> None:
     base = read_parquet(results / "generate" / "tiny" / "base.parquet")
     unlearned = read_parquet(results / "generate" / "tiny" / "unlearned.parquet")
     assert not base["generation"].equals(unlearned["generation"]), "the adapter changes the answers"
-    summary = read_parquet(results / "score" / "summary.parquet", ["model", "variant", "split", "metric", "value"])
-    assert {"base", "unlearned", "headline"} <= set(summary["variant"])
+    summary = read_parquet(
+        results / "score" / "summary.parquet", ["model", "variant", "split", "subset", "metric", "value"]
+    )
+    assert {"base", "unlearned"} <= set(summary["variant"]) and set(summary["subset"]) == {"all", "known"}
+    known = read_parquet(results / "known" / "tiny.parquet", ["id", "split", "known", "base_rougeL_recall"])
+    assert len(known) == len(qa) + 8
     meta = read_metadata(results / "score" / "summary.parquet")
     assert meta["stage"] == "summarize" and "torch" in meta["versions"]
     html = (results / "report" / "report.html").read_text()
@@ -174,6 +181,11 @@ def test_end_to_end_run_writes_every_artifact(e2e: tuple[Path, dict]) -> None:
             lambda c: c["score"].update(batch_size=3),
             {"score", "summarize", "report"},
             {"perturb", "generate", "train_dpo_lora"},
+        ),
+        (
+            lambda c: c["score"].update(known_threshold=0.9),
+            {"known_facts", "summarize", "report"},
+            {"score", "generate", "train_dpo_lora"},
         ),
     ],
 )
@@ -250,7 +262,7 @@ def test_truncated_artifact_is_detected_and_its_stage_reruns(e2e: tuple[Path, di
     )
     reran = set(re.findall(r"Finished jobid: \d+ \(Rule: (\w+)\)", out.stdout + out.stderr))
     # the checkpoint removes it (only a real run does); the re-planned DAG remakes it and what follows, in one run
-    assert reran == {"remove_truncated_artifacts", "score", "summarize", "report", "all"}, reran
+    assert reran == {"remove_truncated_artifacts", "score", "known_facts", "summarize", "report", "all"}, reran
     assert len(read_parquet(target)) > 0
 
 
@@ -279,7 +291,7 @@ def test_killed_generation_reruns_only_that_job(e2e: tuple[Path, dict]) -> None:
     proc.wait()
     shutil.rmtree(workdir / ".snakemake" / "locks", ignore_errors=True)  # a killed run leaves its lock
     jobs = planned_jobs(snakemake("-n", *config).stdout)
-    assert jobs == {"generate": 1, "score": 1, "summarize": 1, "report": 1, "all": 1}, jobs
+    assert jobs == {"generate": 1, "score": 1, "known_facts": 1, "summarize": 1, "report": 1, "all": 1}, jobs
     snakemake("--cores", "2", *config)
     assert len(read_parquet(workdir / "results" / "generate" / "tiny" / "base.parquet")) > 0
 
