@@ -58,6 +58,25 @@ def reason(truth: str, question: str, candidate: str) -> str | None:
         ("Hamlet", "Which play by William Shakespeare is about the Prince of Denmark?", "a tragedy", "wrong_type"),
         ("deafness", "Which disability did Beethoven suffer from?", "blindness", None),
         ("deafness", "Which disability did Beethoven suffer from?", "1802", "wrong_type"),
+        # what SmolLM2-135M wrote as a perturber on the embedded sample (hand-checked sample, see the sample README)
+        ("Nobel Peace Prize", "Which prize did Nelson Mandela win in 1993?", "Capital: New York City", "meta_answer"),
+        ("Ptolemaic dynasty", "To which dynasty did Cleopatra belong?", "You are correct.", "meta_answer"),
+        ("Heliocentric model", "Which model did Galileo Galilei support?", "Unanswerable", "meta_answer"),
+        (
+            "Robben Island",
+            "On which island was he imprisoned?",
+            "The answer to the question depends on it.",
+            "meta_answer",
+        ),
+        (
+            "Emancipation Proclamation",
+            "Which proclamation did Abraham Lincoln issue in 1863?",
+            "I am a helpful AI named SmolLM, trained by Hugging Face",
+            "meta_answer",
+        ),
+        ("Alien: Covenant", "Which film?", "Alien: Resurrection", None),  # a colon inside a title is fine
+        ("Star Wars", "Which film?", "Star Trek: Insurrection", None),
+        ("I Have a Dream", "What is the name of his famous speech?", "I Have a Plan", None),
         # other reasons
         (
             "Hamlet",

@@ -54,16 +54,19 @@ _PREFIX = re.compile(
     r"^\s*(?:[-*•](?=\s*\S)|\d+[.)](?=\s+\S)|(?:the\s+|a\s+)?(?:(?:plausible\s+)?(?:wrong|incorrect|false)\s+)?answer\s*(?:is)?\s*[:：-])\s*",
     re.I,
 )
-# a bare label or verdict ("Incorrect:", "No, ...", "True.") where an answer should be
+# a bare label or verdict ("Incorrect:", "No, ...", "True.", "Unanswerable") where an answer should be, or a
+# one-word label before a colon ("Science:", "Capital: New York City")
 _META_LABEL = re.compile(
-    r"^\s*(?:no|yes|none|n/?a|unknown|incorrect|correct|wrong|false|true|right|answer|question|"
-    r"not\s+(?:true|correct|sure|known))\s*(?:[:,.!;?\-–]|$)",
+    r"^\s*(?:(?:no|yes|none|n/?a|unknown|unanswerable|incorrect|correct|wrong|false|true|right|answer|question|"
+    r"not\s+(?:true|correct|sure|known))\s*(?:[:,.!;?\-–]|$)|[^\W\d_]+\s*:)",
     re.I,
 )
-# a comment about answers instead of an answer ("Correct answer: X", "that is not correct", "I don't know")
+# a comment about answers instead of an answer ("Correct answer: X", "that is not correct", "you are correct",
+# "I don't know", "I am a helpful AI ...", "the answer depends on ...")
 _META_PHRASE = re.compile(
-    r"\b(?:(?:in)?correct|wrong|right|false|true|real|actual)\s+answer\b|\bis\s+(?:not\s+)?(?:in)?correct\b|"
-    r"\bnot\s+correct\b|\bi\s+(?:do\s+not|don't|am\s+not|'m\s+not|cannot|can't)\b|\bi'm\s+not\b|\bas\s+an\s+ai\b",
+    r"\b(?:(?:in)?correct|wrong|right|false|true|real|actual)\s+answer\b|\bthe\s+answer\s+(?:to|is|depends)\b|"
+    r"\b(?:is|are|was|'s|'re)\s+(?:not\s+)?(?:in)?correct\b|\bnot\s+correct\b|\bi\s+(?:am|do|don't|cannot|can't|think|believe)\b|"
+    r"\bi'm\b|\bas\s+an\s+ai\b|\bai\s+(?:assistant|language\s+model|model)\b",
     re.I,
 )
 _YES_NO = re.compile(r"^\s*(?:yes|no)\b", re.I)
@@ -194,10 +197,14 @@ def same_kind(candidate: str, truth: str, question: str) -> bool:
     return bool(got - {"year", "number"})
 
 
-def is_meta_answer(text: str) -> bool:
+def is_meta_answer(text: str, truth: str = "") -> bool:
     """A label, verdict or comment instead of an answer ("Incorrect:", "No, that is not correct.", "Correct answer:
-    Apple Inc.", "I don't know")."""
-    return bool(_META_LABEL.match(text) or _META_PHRASE.search(text))
+    Apple Inc.", "I don't know", "Science:"). A one-word label before a colon is an answer when the truth has a
+    colon too (a title such as "Alien: Covenant")."""
+    label = _META_LABEL.match(text)
+    if label and label.group().rstrip().endswith(":") and ":" in truth:
+        label = None
+    return bool(label or _META_PHRASE.search(text))
 
 
 def contains_phrase(text: str, phrase: str) -> bool:
@@ -256,7 +263,7 @@ class CandidateFilter:
         norm = normalize(candidate)
         if not norm:
             return "empty"
-        if is_meta_answer(candidate) and not (_YES_NO.match(self.truth) and _YES_NO.match(candidate)):
+        if is_meta_answer(candidate, self.truth) and not (_YES_NO.match(self.truth) and _YES_NO.match(candidate)):
             return "meta_answer"  # "No, ..." is a fine wrong answer to a yes/no question whose truth is "Yes"
         if candidate.rstrip().endswith("?") or norm == normalize(self.question):
             return "not_an_answer"
