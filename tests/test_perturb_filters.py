@@ -108,6 +108,8 @@ def test_helpers() -> None:
     assert answer_kind("The Globe Theatre", "Where?") == {"name"}
     assert answer_kind("a sculptor", "What was his job?") == {"text"}
     assert clean_candidate("Wrong answer: Leipzig") == "Leipzig"
+    assert clean_candidate("Harry S. Truman. He was president.") == "Harry S. Truman."  # an initial ends no sentence
+    assert clean_candidate("St. Paul's Cathedral") == "St. Paul's Cathedral"
     assert clean_candidate("Correct answer: Apple Inc.") == "Correct answer: Apple Inc."  # kept, so it is rejected
 
 

@@ -78,7 +78,10 @@ _NUMBER_WORDS = frozenset(
     seventeen eighteen nineteen twenty thirty forty fifty sixty seventy eighty ninety hundred thousand million
     billion first second third fourth fifth sixth seventh eighth ninth tenth eleventh twelfth dozen""".split()  # noqa: SIM905
 )
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+# a sentence ends at . ! ? and a space, but not after an initial or a title ("Harry S. Truman", "St. Peter's")
+_SENTENCE_END = re.compile(
+    r"(?<![A-Z]\.)(?<!\bSt\.)(?<!\bDr\.)(?<!\bMr\.)(?<!\bMs\.)(?<!\bJr\.)(?<!\bSr\.)(?<!\bMrs\.)(?<=[.!?])\s+"
+)
 
 
 def template_hash(template: str) -> str:
