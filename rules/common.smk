@@ -20,8 +20,8 @@ from unlearning.settings import (  # noqa: E402
 
 
 def resolve_local_paths():
-    """Relative data paths are read from the working directory, else from the workflow's folder, so that the
-    embedded sample works with any --directory."""
+    """Relative data paths (and the pre-made wrong answers) are read from the working directory, else from the
+    workflow's folder, so that the embedded sample works with any --directory."""
     specs = [config["data"]["persons"].get(r) for r in ("forget", "retain", "general")]
     specs.append(config["data"]["truthfulqa"])
     for spec in specs:
@@ -29,6 +29,9 @@ def resolve_local_paths():
             shipped = Path(workflow.basedir) / spec["path"]
             if shipped.exists():
                 spec["path"] = str(shipped)
+    premade = config.get("perturb", {}).get("premade")
+    if premade and not Path(premade).exists() and (Path(workflow.basedir) / premade).exists():
+        config["perturb"]["premade"] = str(Path(workflow.basedir) / premade)
 
 
 FINAL_PRODUCTS = ("results/score/summary.parquet", "results/report/report.html", "results/report/report.md")
@@ -84,8 +87,19 @@ config.update(_canonical)
 # neither reordering unlearn: nor the keys of a grid renames or reruns anything.
 UNLEARN = unlearn_entries(config)
 VARIANTS = ["base", *UNLEARN]
+SUMMARY_RUNS = [(m, v) for m in MODELS for v in VARIANTS]  # every (model, variant) the summary reads
 TRAIN_RUNTIME_FACTOR = 2  # training gets twice the runtime a model entry gives its other heavy jobs
 
+
+
+def scoring_settings(config):
+    """The score block without the known-fact keys: changing the known-fact rule must not rerun scoring."""
+    return {k: v for k, v in config["score"].items() if not k.startswith("known_")}
+
+
+def known_settings(config):
+    """The known-fact rule's settings (score.known_rule, score.known_threshold)."""
+    return {k: v for k, v in config["score"].items() if k.startswith("known_")}
 
 
 def model_resources(model):
@@ -97,6 +111,12 @@ def perturber_key():
     """The models: key of the perturber when it is one of the run's models, else None."""
     name = config["perturb"].get("model")
     return name if name in config["models"] else None
+
+
+def perturber_may_run():
+    """Whether the perturber LLM may run: no pre-made file, or one whose uncovered questions it fills."""
+    cfg = config["perturb"]
+    return bool(cfg.get("model")) and (not cfg.get("premade") or cfg.get("fill_missing", True))
 
 
 def perturber_inputs(wildcards):

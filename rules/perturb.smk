@@ -14,7 +14,7 @@ rule perturb:
         ),
     threads: model_resources(perturber_key())["threads"] if perturber_key() else 1
     resources:
-        gpu=1 if config["perturb"].get("model") and not config["perturb"].get("premade") else 0,
+        gpu=1 if perturber_may_run() else 0,
         mem_mb=model_resources(perturber_key())["mem_mb"] if perturber_key() else 16000,
         runtime=model_resources(perturber_key())["runtime"] if perturber_key() else 120,
     conda:

@@ -9,7 +9,7 @@ rule score:
         "results/score/{model}/{variant}.parquet",
     params:
         seed=config["seed"],
-        cfg=config["score"],
+        cfg=scoring_settings(config),
         style=lambda wc: prompt_style(config, wc.model),
     threads: lambda wc: model_resources(wc.model)["threads"]
     resources:
@@ -26,15 +26,35 @@ rule score:
         "../workflow_scripts/score.py"
 
 
-rule summarize:
-    """The long summary table (model, variant, split, metric, value) with the headline figures."""
+rule known_facts:
+    """Which evaluation questions the base model answers correctly (score.known_rule / score.known_threshold)."""
     input:
-        expand("results/score/{model}/{variant}.parquet", model=MODELS, variant=VARIANTS),
+        "results/score/{model}/base.parquet",
+    output:
+        "results/known/{model}.parquet",
+    params:
+        seed=config["seed"],
+        cfg=known_settings(config),
+    conda:
+        "../envs/unlearning.yaml"
+    log:
+        "logs/known_facts/{model}.log",
+    script:
+        "../workflow_scripts/known_facts.py"
+
+
+rule summarize:
+    """The long summary table (model, variant, split, subset, metric, value): every split on all questions and on
+    the base model's known facts, with counts, and each variant's changes against base."""
+    input:
+        scores=[f"results/score/{m}/{v}.parquet" for m, v in SUMMARY_RUNS],
+        known=expand("results/known/{model}.parquet", model=MODELS),
     output:
         "results/score/summary.parquet",
     params:
         seed=config["seed"],
-        runs=[(m, v) for m in MODELS for v in VARIANTS],
+        runs=SUMMARY_RUNS,
+        models=MODELS,
     conda:
         "../envs/unlearning.yaml"
     log:

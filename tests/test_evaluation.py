@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import pandas as pd
@@ -10,7 +9,7 @@ import pytest
 import torch
 
 from unlearning.batching import run_batched
-from unlearning.evaluation import answer_questions, build_summary, evaluation_questions, score_answers
+from unlearning.evaluation import EVAL_SPLITS, answer_questions, build_summary, evaluation_questions, score_answers
 from unlearning.likelihood import continuation_logliks
 from unlearning.models import Manifest, load_model
 from unlearning.prompting import PromptStyle
@@ -27,7 +26,7 @@ def tiny(tiny_manifest: Manifest):
 
 def qa_table() -> pd.DataFrame:
     rows = []
-    for split in ("forget_train", "forget_test", "retain", "general"):
+    for split in ("forget_train", "forget_test", "retain_train", "retain_test", "general_train", "general_test"):
         for i in range(2):
             rows.append((f"{split}-{i}", "Ada", f"{split} question {i}?", f"Answer {i}.", split))
     return pd.DataFrame(rows, columns=["id", "person", "question", "answer", "split"])
@@ -73,7 +72,7 @@ def test_score_variant_end_to_end_on_real_truthfulqa(tiny, shared_data: Path) ->
     questions = evaluation_questions(qa_table(), tqa)
     gens = answer_questions(model, tokenizer, questions, STYLE, max_new_tokens=8, batch_size=4)
     assert list(gens.columns) == ["id", "split", "person", "question", "reference", "generation", "new_tokens"]
-    assert len(gens) == 8 + 6 and (gens["new_tokens"] > 0).all()
+    assert len(gens) == 12 + 6 and (gens["new_tokens"] > 0).all()
     scores = score_answers(model, tokenizer, gens, tqa, STYLE, batch_size=4)
     truthful = scores[scores["split"] == "truthfulqa"]
     assert truthful["mc1"].isin([0.0, 1.0]).all() and truthful["mc2"].between(0, 1).all()
@@ -82,9 +81,10 @@ def test_score_variant_end_to_end_on_real_truthfulqa(tiny, shared_data: Path) ->
     finite = scores["perplexity"].dropna()
     assert len(finite) and (finite > 1).all()
     summary = build_summary({("tiny", "base"): scores, ("tiny", "unlearned"): scores})
-    headline = summary[summary["variant"] == "headline"]
+    headline = summary[summary["metric"].str.endswith(("_drop", "_change"))]
+    assert set(headline["variant"]) == {"unlearned"} and set(headline["subset"]) == {"all"}
     drops = headline[headline["metric"] == "rougeL_recall_drop"]
-    assert set(drops["split"]) == {"forget_train", "forget_test", "retain", "general", "truthfulqa"}
+    assert set(drops["split"]) == set(EVAL_SPLITS)
     assert (drops["value"] == 0).all(), "identical variants have no drop"
     assert set(headline.loc[headline.split == "truthfulqa", "metric"]) >= {"mc2_change", "rougeL_recall_drop"}
 
@@ -106,4 +106,4 @@ def test_summary_marks_empty_split(tiny) -> None:
     gens = answer_questions(model, tokenizer, evaluation_questions(qa, tqa), STYLE, max_new_tokens=4, batch_size=8)
     summary = build_summary({("tiny", "base"): score_answers(model, tokenizer, gens, tqa, STYLE, batch_size=8)})
     empty = summary[(summary.split == "forget_test")].set_index("metric")["value"]
-    assert empty["n"] == 0 and math.isnan(empty["rougeL_recall"])
+    assert empty.to_dict() == {"n": 0}  # n = 0 and no NaN-only metric rows

@@ -58,7 +58,8 @@ def forget_set(n: int = 4) -> pd.DataFrame:
     ("raw", "clean"),
     [
         ("Answer: Paris.", "Paris."),
-        ("The correct answer is: Einstein was born in Bern.", "Einstein was born in Bern."),
+        ("The wrong answer is: Einstein was born in Bern.", "Einstein was born in Bern."),
+        ("The correct answer is: Einstein was born in Bern.", "The correct answer is: Einstein was born in Bern."),
         ("Wrong answer: He was born in 1901. He later moved.", "He was born in 1901."),
         ('\n\n"Berlin"\nmore text', "Berlin"),
         ("- Madrid", "Madrid"),
@@ -144,7 +145,9 @@ def test_short_questions_get_more_rounds(tiny, monkeypatch: pytest.MonkeyPatch) 
     cfg = {**CFG, "k": 3, "max_rounds": 3}
     result = perturb_with_model(model, tokenizer, forget_set(2), cfg, perturber="tiny", seed=0)
     assert calls == [6, 6, 6]  # both questions stayed short until round 3
-    assert result.stats["rejected"] == {"empty": 2, "not_an_answer": 0, "duplicate": 6, "too_close": 0}
+    assert result.stats["rejected"] == {
+        "empty": 2, "meta_answer": 0, "not_an_answer": 0, "duplicate": 6, "wrong_type": 0, "too_long": 0, "too_close": 0
+    }  # fmt: skip
     per_question = result.table[result.table.source_id == "forget_train-0"]
     assert list(zip(per_question["perturbed"], per_question["round"], strict=True)) == [
         ("Paris.", 1),
@@ -200,10 +203,13 @@ def test_premade_wpu_csv_builds_pairs(shared_data: Path) -> None:
     result = perturb_from_file(csv, forget, held_out, seed=0)
     assert result.stats["file_questions_unmatched"] == truth["question"].nunique() - 301
     assert result.stats["file_questions_held_out"] == 1
-    assert set(result.table["kind"]) == {"premade"} and result.table["source_id"].nunique() == 300
-    assert (result.table.groupby("source_id").size() >= 2).all()
+    # the filters drop a few questions' every answer (restatements of the truth, "No, ..." labels)
+    covered = result.table["source_id"].nunique()
+    assert set(result.table["kind"]) == {"premade"} and 290 <= covered < 300
+    assert covered + result.stats["questions_without_perturbation"] == 300
     pairs = build_pairs(forget, result.table, per_question=2, refusals={"mode": "off"}, seed=0)
-    assert len(pairs) == 600 and set(pairs["kind"]) == {"premade"}
+    at_most_two = result.table.groupby("source_id").size().clip(upper=2).sum()
+    assert len(pairs) == at_most_two and set(pairs["kind"]) == {"premade"}
 
 
 def test_premade_json_and_no_match(tmp_path: Path) -> None:

@@ -463,7 +463,7 @@ def test_each_unlearn_entry_is_checked_with_its_own_settings(monkeypatch: pytest
     config = embedded_config()
     del config["data"]["persons"]["retain"], config["data"]["persons"]["general"]
     config["train"]["retain_weight"] = 0.0
-    config["perturb"].update(model=None)  # no pair source: fine while no entry trains on pairs
+    config["perturb"].update(model=None, premade=None)  # no pair source: fine while no entry trains on pairs
     config["unlearn"] = {"ga": {"method": "grad_ascent"}, "npo": {"method": "npo", "retain_weight": 2.0}}
     with pytest.raises(InputError) as err:
         check_config(config)

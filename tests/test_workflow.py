@@ -65,6 +65,7 @@ def test_dry_run_plans_the_whole_dag(configfile: str | None, tmp_path: Path) -> 
     n_models, n_methods = (3, 4) if configfile else (1, 2)
     assert jobs["unlearn"] == n_models * n_methods and jobs["import_model"] == n_models
     assert jobs["generate"] == jobs["score"] == n_models * (1 + n_methods)
+    assert jobs["known_facts"] == n_models  # the base model's known facts, once per model
     assert {"prepare_data", "perturb", "build_pairs", "summarize", "report", "all"} <= set(jobs)
 
 
@@ -142,7 +143,9 @@ def test_end_to_end_run_writes_every_artifact(e2e: tuple[Path, dict]) -> None:
     workdir, _ = e2e
     results = workdir / "results"
     qa = read_parquet(results / "data" / "qa.parquet")
-    assert set(qa["split"]) == {"forget_train", "forget_test", "retain", "general"}
+    assert set(qa["split"]) == {
+        "forget_train", "forget_test", "retain_train", "retain_test", "general_train", "general_test"
+    }  # fmt: skip
     pairs = read_parquet(
         results / "perturb" / "dpo_pairs.parquet", ["prompt", "chosen", "rejected", "kind", "source_id"]
     )
@@ -162,8 +165,12 @@ def test_end_to_end_run_writes_every_artifact(e2e: tuple[Path, dict]) -> None:
         assert scores["rougeL_recall"].between(0, 1).all()
         if variant != "base":
             assert not base["generation"].equals(gens["generation"]), f"the {variant} adapter changes the answers"
-    summary = read_parquet(results / "score" / "summary.parquet", ["model", "variant", "split", "metric", "value"])
-    assert {"base", *METHODS} <= set(summary["variant"])
+    summary = read_parquet(
+        results / "score" / "summary.parquet", ["model", "variant", "split", "subset", "metric", "value"]
+    )
+    assert {"base", *METHODS} <= set(summary["variant"]) and set(summary["subset"]) == {"all", "known"}
+    known = read_parquet(results / "known" / "tiny.parquet", ["id", "split", "known", "base_rougeL_recall"])
+    assert len(known) == len(qa) + 8
     meta = read_metadata(results / "score" / "summary.parquet")
     assert meta["stage"] == "summarize" and "torch" in meta["versions"]
     html = (results / "report" / "report.html").read_text()
@@ -204,6 +211,12 @@ def planned_outputs(output: str) -> set[str]:
             {"results/score/tiny/base.parquet", "results/score/tiny/npo.parquet", "results/score/summary.parquet"},
             {"results/perturb/perturbations.parquet", "results/generate/tiny/base.parquet",
              "results/unlearn/tiny/dpo/log.parquet"},
+        ),
+        (
+            lambda c: c["score"].update(known_threshold=0.9),
+            {"results/known/tiny.parquet", "results/score/summary.parquet"},
+            {"results/score/tiny/base.parquet", "results/generate/tiny/dpo.parquet",
+             "results/unlearn/tiny/npo/log.parquet"},
         ),
     ],
 )  # fmt: skip
@@ -278,7 +291,7 @@ def test_truncated_artifact_is_detected_and_its_stage_reruns(e2e: tuple[Path, di
     )
     reran = set(re.findall(r"Finished jobid: \d+ \(Rule: (\w+)\)", out.stdout + out.stderr))
     # the checkpoint removes it (only a real run does); the re-planned DAG remakes it and what follows, in one run
-    assert reran == {"remove_truncated_artifacts", "score", "summarize", "report", "all"}, reran
+    assert reran == {"remove_truncated_artifacts", "score", "known_facts", "summarize", "report", "all"}, reran
     assert len(read_parquet(target)) > 0
 
 
@@ -307,7 +320,7 @@ def test_killed_generation_reruns_only_that_job(e2e: tuple[Path, dict]) -> None:
     proc.wait()
     shutil.rmtree(workdir / ".snakemake" / "locks", ignore_errors=True)  # a killed run leaves its lock
     jobs = planned_jobs(snakemake("-n", *config).stdout)
-    assert jobs == {"generate": 1, "score": 1, "summarize": 1, "report": 1, "all": 1}, jobs
+    assert jobs == {"generate": 1, "score": 1, "known_facts": 1, "summarize": 1, "report": 1, "all": 1}, jobs
     snakemake("--cores", "2", *config)
     assert len(read_parquet(workdir / "results" / "generate" / "tiny" / "base.parquet")) > 0
 

@@ -13,25 +13,41 @@ smk = snakemake  # noqa: F821 (injected by Snakemake)
 with stage("perturb", smk.log) as log:
     from unlearning.models import Manifest, load_model, pick_device, resolve
     from unlearning.parquet_io import read_parquet, write_parquet
-    from unlearning.perturb import empty_table, forget_questions, perturb_from_file, perturb_with_model
+    from unlearning.perturb import combine, empty_table, forget_questions, perturb_from_file, perturb_with_model
 
     cfg, seed = smk.params.cfg, smk.params.seed
-    train, held_out = forget_questions(read_parquet(smk.input.qa))
-    if cfg.get("premade"):
-        result = perturb_from_file(smk.input.premade, train, held_out, seed=seed)
-    elif cfg.get("model"):
+
+    def run_perturber(questions):
         if smk.input.get("model"):
             manifest = Manifest.load(f"{smk.input.model}/model.json")
         else:
             manifest = resolve(cfg["model"], {"path": cfg["model"]})
         model, tokenizer = load_model(manifest, device=pick_device(requested_gpu=smk.resources.gpu > 0))
-        result = perturb_with_model(
-            model, tokenizer, train, cfg, perturber=cfg["model"], seed=seed, chat_template=smk.params.chat_template
+        return perturb_with_model(
+            model, tokenizer, questions, cfg, perturber=cfg["model"], seed=seed, chat_template=smk.params.chat_template
         )
+
+    train, held_out = forget_questions(read_parquet(smk.input.qa))
+    if cfg.get("premade"):
+        result = perturb_from_file(smk.input.premade, train, held_out, seed=seed, threshold=cfg["rouge_threshold"])
+        uncovered = result.stats["uncovered_ids"]
+        if uncovered and cfg.get("model") and cfg.get("fill_missing", True):
+            log.info("perturb: the perturber %s answers %d uncovered question(s)", cfg["model"], len(uncovered))
+            result = combine(result, run_perturber(train[train["id"].isin(uncovered)].reset_index(drop=True)))
+        elif uncovered:
+            why = "perturb.fill_missing is false" if cfg.get("model") else "no perturber (perturb.model) is configured"
+            log.warning(
+                "perturb: %d forget_train question(s) stay without a wrong-answer pair (%s); they are trained on only "
+                "through refusals, if perturb.refusals is on",
+                len(uncovered),
+                why,
+            )
+    elif cfg.get("model"):
+        result = run_perturber(train)
     else:
         result = None
         log.info("no perturber and no pre-made file: only refusals will make pairs")
     table = result.table if result else empty_table()
     stats = result.stats if result else {}
-    log.info("perturbations: %d rows; %s", len(table), stats)
+    log.info("perturbations: %d rows; %s", len(table), {k: v for k, v in stats.items() if k != "uncovered_ids"})
     write_parquet(table, smk.output[0], stage="perturb", config=cfg, seed=seed, extra={"stats": stats})

@@ -15,7 +15,8 @@ with stage("prepare_data", smk.log) as log:
     from unlearning.qa_data import build_qa, build_truthfulqa
 
     data, seed = smk.params.data, smk.params.seed
-    qa = build_qa(data["persons"], data["forget_test_fraction"], seed)
+    split_warnings: list[str] = []
+    qa = build_qa(data["persons"], data["test_fraction"], seed, warnings=split_warnings)
     truthfulqa = build_truthfulqa(data["truthfulqa"], seed)
     log.info("QA pairs per split: %s", qa["split"].value_counts().to_dict())
     log.info("TruthfulQA items: %d", len(truthfulqa))
@@ -23,7 +24,8 @@ with stage("prepare_data", smk.log) as log:
         qa,
         smk.output.qa,
         stage="prepare_data",
-        config={"persons": data["persons"], "forget_test_fraction": data["forget_test_fraction"]},
+        config={"persons": data["persons"], "test_fraction": data["test_fraction"]},
         seed=seed,
+        extra={"split_warnings": split_warnings},
     )
     write_parquet(truthfulqa, smk.output.truthfulqa, stage="prepare_data", config=data["truthfulqa"], seed=seed)

@@ -11,7 +11,7 @@ from unlearning.entry import stage  # noqa: E402
 smk = snakemake  # noqa: F821 (injected by Snakemake)
 
 with stage("report", smk.log):
-    from unlearning.parquet_io import read_parquet
+    from unlearning.parquet_io import read_metadata, read_parquet
     from unlearning.report import render_report
 
     qa = read_parquet(smk.input.qa)
@@ -28,4 +28,5 @@ with stage("report", smk.log):
         out_md=Path(smk.output.md),
         plot_dir=Path(smk.output.html).parent,
         data_sizes=qa["split"].value_counts().to_dict(),
+        data_notes=read_metadata(smk.input.qa).get("split_warnings") or [],
     )

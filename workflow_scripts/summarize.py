@@ -14,7 +14,19 @@ with stage("summarize", smk.log) as log:
     from unlearning.evaluation import build_summary
     from unlearning.parquet_io import read_parquet, write_parquet
 
-    tables = {tuple(key): read_parquet(path) for key, path in zip(smk.params.runs, smk.input, strict=True)}
-    summary = build_summary(tables)
+    runs = [tuple(run) for run in smk.params.runs]
+    tables = {run: read_parquet(path) for run, path in zip(runs, smk.input.scores, strict=True)}
+    known = {model: read_parquet(path) for model, path in zip(smk.params.models, smk.input.known, strict=True)}
+    notes: list[str] = []
+    summary = build_summary(tables, known, notes)
+    for note in notes:
+        log.warning("summary: %s", note)
     log.info("summary: %d rows", len(summary))
-    write_parquet(summary, smk.output[0], stage="summarize", config={"runs": smk.params.runs}, seed=smk.params.seed)
+    write_parquet(
+        summary,
+        smk.output[0],
+        stage="summarize",
+        config={"runs": smk.params.runs},
+        seed=smk.params.seed,
+        extra={"notes": notes},
+    )

@@ -1,7 +1,8 @@
 """Answer every evaluation question with a model variant, then score the answers.
 
-The same questions (forget_train, forget_test, retain, general and TruthfulQA) are answered by the base model and
-by the unlearned one, with the same prompts and greedy decoding, so that any difference is the adapter's doing.
+The same questions (the train and held-out parts of the forget, hard-retain and general sets, and TruthfulQA) are
+answered by the base model and by every unlearned variant, with the same prompts and greedy decoding, so that any
+difference is the adapter's doing.
 Scores combine text overlap with the truth (ROUGE, BLEU), the model's own probability of the true answer
 (teacher-forced), TruthfulQA multiple choice by log-likelihood, and fluency (perplexity under the base model,
 degenerate repetition).
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -24,7 +25,17 @@ from .prompting import PromptStyle, build_prompt, stops_at_newline
 
 log = logging.getLogger(__name__)
 GENERATION_COLUMNS = ["id", "split", "person", "question", "reference", "generation", "new_tokens"]
-EVAL_SPLITS = ("forget_train", "forget_test", "retain", "general", "truthfulqa")
+EVAL_SPLITS = (
+    "forget_train",
+    "forget_test",
+    "retain_train",
+    "retain_test",
+    "general_train",
+    "general_test",
+    "truthfulqa",
+)
+SUBSETS = ("all", "known")
+SUMMARY_COLUMNS = ["model", "variant", "split", "subset", "metric", "value"]
 
 
 def evaluation_questions(qa: pd.DataFrame, truthfulqa: pd.DataFrame) -> pd.DataFrame:
@@ -144,47 +155,76 @@ def score_answers(
 SPLIT_METRICS = ("rougeL_recall", "rougeL_f1", "rouge1_f1", "bleu_sentence", "answer_prob", "perplexity")
 
 
-def _row(model: str, variant: str, split: str, metric: str, value: float) -> dict:
-    return {"model": model, "variant": variant, "split": split, "metric": metric, "value": float(value)}
+def _row(model: str, variant: str, split: str, subset: str, metric: str, value: float) -> dict:
+    return {
+        "model": model,
+        "variant": variant,
+        "split": split,
+        "subset": subset,
+        "metric": metric,
+        "value": float(value),
+    }
 
 
-def summarize_variant(scores: pd.DataFrame, model: str, variant: str) -> list[dict]:
-    """Aggregate rows (``model, variant, split, metric, value``) for one variant; empty splits get n=0 and NaN."""
+def _metrics(part: pd.DataFrame, split: str) -> dict[str, float]:
+    values = {
+        "rougeL_recall": part["rougeL_recall"].mean(),
+        "rougeL_f1": part["rougeL_f1"].mean(),
+        "rouge1_f1": part["rouge1_f1"].mean(),
+        "bleu_corpus": metrics.corpus_bleu(part["generation"].tolist(), part["reference"].tolist()),
+        "bleu_sentence": part["bleu"].mean(),
+        "answer_prob": part["answer_prob"].mean(),
+        "perplexity": part["perplexity"].mean(),
+        "degenerate_rate": part["degenerate"].astype(float).mean(),
+    }
+    if split == "truthfulqa":
+        values.update(mc1=part["mc1"].mean(), mc2=part["mc2"].mean())
+    return values
+
+
+def summarize_variant(
+    scores: pd.DataFrame, model: str, variant: str, known_ids: set[str] | None = None, notes: list[str] | None = None
+) -> list[dict]:
+    """Aggregate rows (``model, variant, split, subset, metric, value``) of one variant.
+
+    Every split is summarised on subset ``all`` and, when ``known_ids`` (the ids the base model knows) is given, on
+    subset ``known``. Metric ``n`` is the subset's row count; a subset without rows gets ``n = 0`` and no other
+    metric (rather than NaNs), and a note saying why is appended to ``notes``.
+    """
     rows = []
     for split in EVAL_SPLITS:
         part = scores[scores["split"] == split]
-        values: dict[str, float] = {"n": float(len(part))}
-        if len(part):
-            values.update(
-                rougeL_recall=part["rougeL_recall"].mean(),
-                rougeL_f1=part["rougeL_f1"].mean(),
-                rouge1_f1=part["rouge1_f1"].mean(),
-                bleu_corpus=metrics.corpus_bleu(part["generation"].tolist(), part["reference"].tolist()),
-                bleu_sentence=part["bleu"].mean(),
-                answer_prob=part["answer_prob"].mean(),
-                perplexity=part["perplexity"].mean(),
-                degenerate_rate=part["degenerate"].astype(float).mean(),
-            )
-        else:
-            values.update({m: math.nan for m in (*SPLIT_METRICS, "bleu_corpus", "degenerate_rate")})
-        if split == "truthfulqa":
-            values.update({m: part[m].mean() if len(part) else math.nan for m in ("mc1", "mc2")})
-        rows += [_row(model, variant, split, k, v) for k, v in values.items()]
+        subsets = {"all": part}
+        if known_ids is not None:
+            subsets["known"] = part[part["id"].astype(str).isin(known_ids)]
+        for subset, rows_of in subsets.items():
+            rows.append(_row(model, variant, split, subset, "n", len(rows_of)))
+            if len(rows_of):
+                rows += [_row(model, variant, split, subset, k, v) for k, v in _metrics(rows_of, split).items()]
+            elif notes is not None and variant == "base":
+                why = "no questions in this split" if subset == "all" or not len(part) else "the base model knows none"
+                notes.append(f"{model} {split} ({subset}): n=0, {why}")
     return rows
 
 
-def headline_rows(summary: pd.DataFrame) -> list[dict]:
-    """Per-model headline figures: ROUGE-L recall drop per split, MC2, perplexity and degeneracy changes."""
+def change_rows(summary: pd.DataFrame) -> list[dict]:
+    """Per (model, non-base variant, split, subset): ``rougeL_recall_drop`` = base - variant, and
+    ``{mc2,perplexity,degenerate_rate}_change`` = variant - base, stored under the variant itself."""
     rows = []
-    wide = summary.pivot_table(index=["model", "split", "metric"], columns="variant", values="value", dropna=False)
-    if not {"base", "unlearned"} <= set(wide.columns):
+    wide = summary.pivot_table(
+        index=["model", "split", "subset", "metric"], columns="variant", values="value", dropna=False
+    )
+    if "base" not in wide.columns:
         return rows
-    for (model, split, metric), r in wide.iterrows():
-        base, unlearned = r["base"], r["unlearned"]
-        if metric == "rougeL_recall":
-            rows.append(_row(model, "headline", split, "rougeL_recall_drop", base - unlearned))
-        elif metric in ("mc2", "perplexity", "degenerate_rate"):
-            rows.append(_row(model, "headline", split, f"{metric}_change", unlearned - base))
+    for variant in [v for v in wide.columns if v != "base"]:
+        for (model, split, subset, metric), r in wide.iterrows():
+            base, other = r["base"], r[variant]
+            if math.isnan(base) or math.isnan(other):
+                continue
+            if metric == "rougeL_recall":
+                rows.append(_row(model, variant, split, subset, "rougeL_recall_drop", base - other))
+            elif metric in ("mc2", "perplexity", "degenerate_rate"):
+                rows.append(_row(model, variant, split, subset, f"{metric}_change", other - base))
     return rows
 
 
@@ -196,14 +236,17 @@ DEGENERATE_BASE_THRESHOLD = 0.5
 
 def degenerate_base_rows(summary: pd.DataFrame) -> list[dict]:
     """Per model and split, ``headline`` rows ``degenerate_base`` = 1.0 when the base model's ``degenerate_rate``
-    exceeds :data:`DEGENERATE_BASE_THRESHOLD` (else 0.0); a warning names the models and splits flagged."""
-    base = summary[(summary["variant"] == "base") & (summary["metric"] == "degenerate_rate")]
+    (on all questions) exceeds :data:`DEGENERATE_BASE_THRESHOLD` (else 0.0); a warning names the models and splits
+    flagged."""
+    base = summary[
+        (summary["variant"] == "base") & (summary["metric"] == "degenerate_rate") & (summary["subset"] == "all")
+    ]
     rows, flagged = [], {}
     for model, split, rate in zip(base["model"], base["split"], base["value"], strict=True):
         if math.isnan(rate):
             continue
         bad = rate > DEGENERATE_BASE_THRESHOLD
-        rows.append(_row(model, "headline", split, "degenerate_base", float(bad)))
+        rows.append(_row(model, "headline", split, "all", "degenerate_base", float(bad)))
         if bad:
             flagged.setdefault(model, []).append(f"{split} {rate:.2f}")
     for model, splits in flagged.items():
@@ -218,13 +261,25 @@ def degenerate_base_rows(summary: pd.DataFrame) -> list[dict]:
     return rows
 
 
-def build_summary(scores: dict[tuple[str, str], pd.DataFrame]) -> pd.DataFrame:
-    """The long summary table of every scored (model, variant), with headline rows appended (the changes, and the
-    ``degenerate_base`` flags of :func:`degenerate_base_rows`)."""
+def build_summary(
+    scores: Mapping[tuple[str, str], pd.DataFrame],
+    known: Mapping[str, pd.DataFrame] | None = None,
+    notes: list[str] | None = None,
+) -> pd.DataFrame:
+    """The long summary table of every scored (model, variant) run, with the change rows and the ``degenerate_base``
+    flags of :func:`degenerate_base_rows` (variant ``headline``) appended.
+
+    ``scores`` maps any list of (model, variant) runs to their score tables; ``known`` maps a model to its
+    ``results/known/{model}.parquet`` table (subset ``known`` is then reported for every variant of that model).
+    """
     rows = []
     for (model, variant), table in sorted(scores.items()):
-        rows += summarize_variant(table, model, variant)
-    summary = pd.DataFrame(rows, columns=["model", "variant", "split", "metric", "value"])
-    extra = headline_rows(summary) + degenerate_base_rows(summary)
-    summary = pd.concat([summary, pd.DataFrame(extra, columns=summary.columns)], ignore_index=True)
+        known_ids = None
+        if known is not None and model in known:
+            k = known[model]
+            known_ids = set(k.loc[k["known"].astype(bool), "id"].astype(str))
+        rows += summarize_variant(table, model, variant, known_ids, notes)
+    summary = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+    extra = change_rows(summary) + degenerate_base_rows(summary)
+    summary = pd.concat([summary, pd.DataFrame(extra, columns=SUMMARY_COLUMNS)], ignore_index=True)
     return summary.astype({"value": "float64"})

@@ -2,8 +2,18 @@
 
 DPO unlearning learns to prefer a wrong answer over the true one, so the wrong answers must be plausible (same
 kind and length as the truth), really wrong (not a paraphrase of the truth) and varied. The perturber samples
-candidates, each is cleaned and filtered, and questions that are still short get more sampling rounds. Every row
-records who made it, with which template, seed and round, so a pair can always be traced back.
+candidates, each is cleaned and filtered, and questions that are still short get more sampling rounds. Pre-made
+wrong answers pass the same filters, with the same counted reasons. Every row records who made it, with which
+template, seed and round, so a pair can always be traced back.
+
+A candidate is rejected, for the first reason that applies (counted per reason in the stage's log and metadata):
+``empty``; ``meta_answer``: a label or a comment instead of an answer ("Incorrect:", "No, that is not correct.",
+"Correct answer: Apple Inc.", "I don't know"); ``not_an_answer``: a question, or the question echoed back;
+``duplicate`` (of an answer already kept); ``wrong_type``: not the same kind of answer as the truth (a year for a
+year, a number for a number, a capitalised name, place or title for one, see :func:`answer_kind`); ``too_long``:
+far longer than the truth (more than 3 x its words + 5); ``too_close``: it restates the truth (contains it as a
+phrase, holds every key fact or every fact word of it, or its fact words match the truth's above
+``rouge_threshold``).
 """
 
 from __future__ import annotations
@@ -38,12 +48,40 @@ PERTURBATION_COLUMNS = [
     "seed",
     "round",
 ]
-REJECT_REASONS = ("empty", "not_an_answer", "duplicate", "too_close")
+REJECT_REASONS = ("empty", "meta_answer", "not_an_answer", "duplicate", "wrong_type", "too_long", "too_close")
+# list markers and labels that announce a *wrong* answer are stripped; "Correct answer: ..." is not (it is the truth)
 _PREFIX = re.compile(
-    r"^\s*(?:[-*•]|\d+[.)]|(?:the\s+)?(?:wrong|incorrect|false|plausible|correct)?\s*answer\s*(?:is)?\s*[:：-])\s*",
+    r"^\s*(?:[-*•](?=\s*\S)|\d+[.)](?=\s+\S)|(?:the\s+|a\s+)?(?:(?:plausible\s+)?(?:wrong|incorrect|false)\s+)?answer\s*(?:is)?\s*[:：-])\s*",
     re.I,
 )
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+# a bare label or verdict ("Incorrect:", "No, ...", "True.", "Unanswerable") where an answer should be, or a
+# one-word label before a colon ("Science:", "Capital: New York City")
+_META_LABEL = re.compile(
+    r"^\s*(?:(?:no|yes|none|n/?a|unknown|unanswerable|incorrect|correct|wrong|false|true|right|answer|question|"
+    r"not\s+(?:true|correct|sure|known))\s*(?:[:,.!;?\-–]|$)|[^\W\d_]+\s*:)",
+    re.I,
+)
+# a comment about answers instead of an answer ("Correct answer: X", "that is not correct", "you are correct",
+# "I don't know", "I am a helpful AI ...", "the answer depends on ...")
+_META_PHRASE = re.compile(
+    r"\b(?:(?:in)?correct|wrong|right|false|true|real|actual)\s+answer\b|\bthe\s+answer\s+(?:to|is|depends)\b|"
+    r"\b(?:is|are|was|'s|'re)\s+(?:not\s+)?(?:in)?correct\b|\bnot\s+correct\b|\bi\s+(?:am|do|don't|cannot|can't|think|believe)\b|"
+    r"\bi'm\b|\bas\s+an\s+ai\b|\bai\s+(?:assistant|language\s+model|model)\b",
+    re.I,
+)
+_YES_NO = re.compile(r"^\s*(?:yes|no)\b", re.I)
+_YEAR = re.compile(r"^(?:1\d{3}|20\d{2})$")
+_NUMBER = re.compile(r"^\d+(?:st|nd|rd|th|s)?$", re.I)
+_ERA = re.compile(r"\b\d{1,4}\s*(?:bc|bce|ad|ce)\b", re.I)
+_NUMBER_WORDS = frozenset(
+    """zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen
+    seventeen eighteen nineteen twenty thirty forty fifty sixty seventy eighty ninety hundred thousand million
+    billion first second third fourth fifth sixth seventh eighth ninth tenth eleventh twelfth dozen""".split()  # noqa: SIM905
+)
+# a sentence ends at . ! ? and a space, but not after an initial or a title ("Harry S. Truman", "St. Peter's")
+_SENTENCE_END = re.compile(
+    r"(?<![A-Z]\.)(?<!\bSt\.)(?<!\bDr\.)(?<!\bMr\.)(?<!\bMs\.)(?<!\bJr\.)(?<!\bSr\.)(?<!\bMrs\.)(?<=[.!?])\s+"
+)
 
 
 def template_hash(template: str) -> str:
@@ -107,6 +145,82 @@ def key_facts(text: str, question: str) -> set[str]:
     }
 
 
+def answer_kind(text: str, question: str, *, initial_caps: bool = True) -> set[str]:
+    """What kind of answer ``text`` is, from its words that the question does not contain: a subset of ``year``
+    (1000-2099, or a number with BC/AD), ``number`` (digits, number words, ordinals such as "44th" or "first"),
+    ``name`` (a person, place, nationality or title: a capitalised word inside the text, or a text whose words are
+    all capitalised, such as "Hamlet" or "Mona Lisa") and ``text`` (a lowercase word other than a function word).
+    A capital at the start of a sentence alone says nothing when lowercase words follow ("Speech, balance and
+    coordination" is ``text``); ``initial_caps=False`` ignores such capitals altogether. A heuristic, deliberately
+    simple: it tells "1938" from "German" from "a sculptor"."""
+    asked = set(normalize(question).split())
+    kinds: set[str] = set()
+    if _ERA.search(text):
+        kinds.add("year")
+    initial = False
+    for match in re.finditer(r"[^\W_]+", text):
+        word = match.group()
+        low = word.casefold()
+        if low in asked or low in STOPWORDS or (len(word) == 1 and word.islower()):  # "s" of "Devil's"
+            continue
+        if _YEAR.match(word):
+            kinds.add("year")
+        elif _NUMBER.match(word) or low in _NUMBER_WORDS:
+            kinds.add("number")
+        elif word[:1].isupper():
+            before = text[: match.start()].rstrip()
+            if not before or before[-1] in ".!?:;\n":
+                initial = True
+            else:
+                kinds.add("name")
+        else:
+            kinds.add("text")
+    if initial and initial_caps and "text" not in kinds:
+        kinds.add("name")
+    return kinds
+
+
+def same_kind(candidate: str, truth: str, question: str) -> bool:
+    """Whether a candidate is the same kind of answer as the truth: a year for a year, a number (or year) for a
+    number, a name, place or title for one; any answer that is not only a number for the rest.
+
+    A one-word capitalised truth ("Apartheid", "Physicist", "Apple") may be a name or a common noun written as a
+    span: a candidate then only has to be capitalised the same way ("Colonial rule" passes, "wampgadcat" does not).
+    """
+    want, got = answer_kind(truth, question), answer_kind(candidate, question)
+    if "year" in want:
+        return "year" in got
+    if "number" in want:
+        return bool(got & {"year", "number"})
+    if "name" in want:
+        if "name" in got:
+            return True
+        ambiguous = "name" not in answer_kind(truth, question, initial_caps=False)
+        return ambiguous and candidate.lstrip()[:1].isupper() and bool(got - {"year", "number"})
+    return bool(got - {"year", "number"})
+
+
+def is_meta_answer(text: str, truth: str = "") -> bool:
+    """A label, verdict or comment instead of an answer ("Incorrect:", "No, that is not correct.", "Correct answer:
+    Apple Inc.", "I don't know", "Science:"). A one-word label before a colon is an answer when the truth has a
+    colon too (a title such as "Alien: Covenant")."""
+    label = _META_LABEL.match(text)
+    if label and label.group().rstrip().endswith(":") and ":" in truth:
+        label = None
+    return bool(label or _META_PHRASE.search(text))
+
+
+def contains_phrase(text: str, phrase: str) -> bool:
+    """Whether the words of ``phrase`` appear in ``text`` in a row (after :func:`normalize`): "In 1938." holds
+    "1938" and "Austro-German." holds "German", but "Germany" does not hold "German"."""
+    words, sub = normalize(text).split(), normalize(phrase).split()
+    return bool(sub) and any(words[i : i + len(sub)] == sub for i in range(len(words) - len(sub) + 1))
+
+
+def _stem(word: str) -> str:
+    return word[:-1] if len(word) > 3 and word.endswith("s") and not word.endswith("ss") else word
+
+
 def lcs_f1(a: list[str], b: list[str]) -> float:
     """ROUGE-L F1 of two token lists (longest common subsequence)."""
     if not a or not b:
@@ -140,28 +254,43 @@ class CandidateFilter:
     rejected: Counter = field(default_factory=Counter)
 
     def offer(self, candidate: str) -> bool:
-        norm = normalize(candidate)
-        truth = normalize(self.truth)
-        if not norm:
-            reason = "empty"
-        elif candidate.rstrip().endswith("?") or norm == normalize(self.question):
-            reason = "not_an_answer"
-        elif norm in {normalize(a) for a in self.accepted}:
-            reason = "duplicate"
-        elif truth in norm or self.closeness(candidate) > self.threshold:
-            reason = "too_close"
-        else:
+        reason = self.reject_reason(candidate)
+        if reason is None:
             self.accepted.append(candidate)
             return True
         self.rejected[reason] += 1
         return False
 
+    def reject_reason(self, candidate: str) -> str | None:
+        """The first reason (of :data:`REJECT_REASONS`) that rules the candidate out, or None to keep it."""
+        norm = normalize(candidate)
+        if not norm:
+            return "empty"
+        if is_meta_answer(candidate, self.truth) and not (_YES_NO.match(self.truth) and _YES_NO.match(candidate)):
+            return "meta_answer"  # "No, ..." is a fine wrong answer to a yes/no question whose truth is "Yes"
+        if candidate.rstrip().endswith("?") or norm == normalize(self.question):
+            return "not_an_answer"
+        if norm in {normalize(a) for a in self.accepted}:
+            return "duplicate"
+        if not same_kind(candidate, self.truth, self.question):
+            return "wrong_type"
+        if len(norm.split()) > 3 * len(normalize(self.truth).split()) + 5:
+            return "too_long"
+        if contains_phrase(candidate, self.truth) or self.closeness(candidate) > self.threshold:
+            return "too_close"
+        return None
+
     def closeness(self, candidate: str) -> float:
-        """1.0 when the candidate holds every key fact of the truth, else the ROUGE-L F1 of their fact words."""
+        """1.0 when the candidate holds every key fact or every fact word of the truth (in any order: "a sculptor and
+        a painter" restates "a painter and sculptor"), else the ROUGE-L F1 of their fact words."""
         keys = key_facts(self.truth, self.question)
         if keys and keys <= set(normalize(candidate).split()):
             return 1.0
-        return lcs_f1(fact_tokens(candidate, self.question), fact_tokens(self.truth, self.question))
+        truth_facts = fact_tokens(self.truth, self.question)
+        candidate_facts = fact_tokens(candidate, self.question)
+        if truth_facts and {_stem(w) for w in truth_facts} <= {_stem(w) for w in candidate_facts}:
+            return 1.0
+        return lcs_f1(candidate_facts, truth_facts)
 
 
 @dataclass
@@ -277,27 +406,42 @@ def _read_premade(path: Path) -> list[tuple[str, str | None, str]]:
     return [(str(q), None, str(a)) for q, a in zip(wrong["question"], wrong["answer"], strict=True)]
 
 
-def perturb_from_file(path: str | Path, forget: pd.DataFrame, held_out: pd.DataFrame, *, seed: int) -> PerturbResult:
-    """Pre-made wrong answers matched to the forget_train questions by normalised question text."""
+def _names(items: list[str], limit: int = 10) -> str:
+    shown = "; ".join(repr(x) for x in items[:limit])
+    return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
+
+
+def perturb_from_file(
+    path: str | Path,
+    forget: pd.DataFrame,
+    held_out: pd.DataFrame,
+    *,
+    seed: int,
+    threshold: float = 0.5,
+) -> PerturbResult:
+    """Pre-made wrong answers matched to the forget_train questions by normalised question text.
+
+    Every pre-made answer passes the same filters as the perturber's (:class:`CandidateFilter`), with the same
+    counted reasons. ``stats["uncovered_ids"]`` lists the forget_train questions left without any wrong answer
+    (not in the file, or every answer rejected); a warning names them.
+    """
     path = Path(path)
     triples = _read_premade(path)
     train_ids = {normalize(q): i for q, i in zip(forget["question"], forget["id"], strict=True)}
     test_q = {normalize(q) for q in held_out["question"]}
     by_id = forget.set_index("id")
-    rows, unmatched, held = [], set(), set()
-    seen: set[tuple[str, str]] = set()
+    filters: dict[str, CandidateFilter] = {}
+    unmatched, held = set(), set()
     for question, _, wrong in triples:
         key = normalize(question)
         qid = train_ids.get(key)
         if qid is None:
             (held if key in test_q else unmatched).add(key)
             continue
-        wrong = " ".join(wrong.split())
-        if not wrong or (qid, normalize(wrong)) in seen or normalize(wrong) == normalize(by_id.at[qid, "answer"]):
-            continue
-        seen.add((qid, normalize(wrong)))
-        rows.append([qid, by_id.at[qid, "question"], by_id.at[qid, "answer"], wrong, "premade", str(path), "", seed, 0])
-    if not rows:
+        if qid not in filters:
+            filters[qid] = CandidateFilter(by_id.at[qid, "answer"], by_id.at[qid, "question"], threshold)
+        filters[qid].offer(clean_candidate(wrong))
+    if not filters:
         raise InputError(
             f"{path}: none of its {len({normalize(q) for q, _, _ in triples})} questions matches a forget_train "
             "question (matching ignores case, spaces and punctuation); check that the file belongs to this forget set"
@@ -305,14 +449,47 @@ def perturb_from_file(path: str | Path, forget: pd.DataFrame, held_out: pd.DataF
     if unmatched:
         log.warning("%s: %d question(s) match no forget question and were not used", path, len(unmatched))
     if held:
-        log.warning("%s: %d question(s) are held out (forget_test) and were not used for training", path, len(held))
+        log.info("%s: %d question(s) are held out (forget_test) and were not used for training", path, len(held))
+    rows = [
+        [qid, by_id.at[qid, "question"], by_id.at[qid, "answer"], wrong, "premade", str(path), "", seed, 0]
+        for qid, f in filters.items()
+        for wrong in f.accepted
+    ]
     table = pd.DataFrame(rows, columns=PERTURBATION_COLUMNS)
+    rejected = sum((f.rejected for f in filters.values()), Counter())
+    covered = set(table["source_id"])
+    uncovered = [qid for qid in forget["id"] if qid not in covered]
+    if uncovered:
+        log.warning(
+            "%s: %d forget_train question(s) have no usable pre-made wrong answer (not in the file, or every answer "
+            "rejected) and get no pair from it: %s",
+            path,
+            len(uncovered),
+            _names([by_id.at[q, "question"] for q in uncovered]),
+        )
     stats = {
         "questions": len(forget),
+        "candidates": len(table) + sum(rejected.values()),
         "accepted": len(table),
+        "rejected": {r: rejected.get(r, 0) for r in REJECT_REASONS},
         "file_questions_unmatched": len(unmatched),
         "file_questions_held_out": len(held),
-        "questions_without_perturbation": int(len(forget) - table["source_id"].nunique()),
+        "questions_without_perturbation": len(uncovered),
+        "uncovered_ids": uncovered,
+    }
+    return PerturbResult(table, stats)
+
+
+def combine(premade: PerturbResult, filled: PerturbResult) -> PerturbResult:
+    """Pre-made answers plus the perturber's answers for the questions the file left uncovered."""
+    table = pd.concat([premade.table, filled.table], ignore_index=True)
+    still = [q for q in premade.stats["uncovered_ids"] if q not in set(filled.table["source_id"])]
+    stats = {
+        **premade.stats,
+        "filled_by_perturber": {k: v for k, v in filled.stats.items() if k != "questions"},
+        "filled_questions": len(premade.stats["uncovered_ids"]) - len(still),
+        "questions_without_perturbation": len(still),
+        "accepted": len(table),
     }
     return PerturbResult(table, stats)
 

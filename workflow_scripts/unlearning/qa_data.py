@@ -1,8 +1,9 @@
-"""Build the QA table of the run: validate persons' QA pairs and split them into forget/retain/general.
+"""Build the QA table of the run: validate persons' QA pairs and split every person set into train and test.
 
-The split decides what the model is trained to forget and what it is tested on, so it must be deterministic
-(the same seed gives byte-identical Parquet), must hold out questions of every forgotten person (to see whether
-forgetting generalises beyond the trained questions), and must never put one person on both sides.
+The split decides what the model is trained on and what it is scored on, so it must be deterministic (the same
+seed gives byte-identical Parquet), must hold out questions of every person of every set (forget, hard retain,
+general), so that no headline figure is computed on a question a method trained on (the forget term trains on
+forget_train, the retain term on retain_train/general_train), and must never put one person on both sides.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import io
+import logging
 import random
 import tokenize
 from collections.abc import Mapping
@@ -20,9 +22,13 @@ import pandas as pd
 from .data_sources import describe, load_source, map_columns
 from .errors import InputError, capped
 
+log = logging.getLogger(__name__)
 QA_COLUMNS = ["id", "person", "question", "answer", "split"]
-SPLITS = ("forget_train", "forget_test", "retain", "general")
-ROLE_SPLIT = {"retain": "retain", "general": "general"}
+ROLES = ("forget", "retain", "general")
+SPLITS = tuple(f"{role}_{part}" for role in ROLES for part in ("train", "test"))
+TRAIN_SPLITS = tuple(s for s in SPLITS if s.endswith("_train"))
+TEST_SPLITS = tuple(s for s in SPLITS if s.endswith("_test"))
+MAX_NAMES = 10  # persons named in one warning; the rest are counted
 WPU_COLUMNS = {"person": "title", "question": "question", "answer": "answer"}
 # our names -> the columns of the official TruthfulQA CSV (the hub's generation config uses snake_case names)
 OFFICIAL_TRUTHFULQA_COLUMNS = {
@@ -60,21 +66,72 @@ def clean_qa(df: pd.DataFrame, where: str) -> pd.DataFrame:
     return df
 
 
-def split_forget(df: pd.DataFrame, fraction: float, seed: int) -> pd.Series:
-    """forget_train/forget_test labels: per person, a seeded shuffle holds out ``fraction`` (≥ 1 when ≥ 2 pairs)."""
-    labels = pd.Series("forget_train", index=df.index)
+def _names(persons: list[str]) -> str:
+    shown = ", ".join(persons[:MAX_NAMES])
+    return shown + (f" and {len(persons) - MAX_NAMES} more" if len(persons) > MAX_NAMES else "")
+
+
+def held_out_count(n: int, fraction: float) -> int:
+    """How many of a person's ``n`` QA pairs are held out: ``round(fraction * n)``, at least 1 when the fraction is
+    above 0, and at most ``n - 1`` so that every person keeps a training question. 0 holds out nothing; a person
+    with a single pair holds out nothing."""
+    if fraction <= 0 or n < 2:
+        return 0
+    return min(max(1, round(fraction * n)), n - 1)
+
+
+def split_person_set(df: pd.DataFrame, role: str, fraction: float, seed: int) -> tuple[pd.Series, list[str]]:
+    """``{role}_train``/``{role}_test`` labels per row and the warnings the split raises.
+
+    Per person, a seeded shuffle (seed and person name, independent of row order) holds out
+    :func:`held_out_count` questions. Warnings name the persons with a single QA pair (nothing held out for them),
+    those who hold out fewer than the fraction asks (to keep a training question), and an empty held-out or
+    training split with its reason.
+    """
+    train, test = f"{role}_train", f"{role}_test"
+    labels = pd.Series(train, index=df.index)
+    single, reduced = [], []
     for person, group in df.groupby("person", sort=True):
         order = sorted(group.index, key=lambda i: df.at[i, "question"])
         random.Random(f"{seed}:{person}").shuffle(order)
-        n_test = max(1, round(fraction * len(order))) if len(order) >= 2 else 0
-        labels.loc[order[:n_test]] = "forget_test"
-    return labels
+        n_test = held_out_count(len(order), fraction)
+        labels.loc[order[:n_test]] = test
+        if fraction > 0 and len(order) == 1:
+            single.append(str(person))
+        elif fraction > 0 and n_test < round(fraction * len(order)):
+            reduced.append(str(person))
+    warnings = []
+    if (labels == test).sum() == 0 and len(df):
+        reason = (
+            "data.test_fraction is 0"
+            if fraction <= 0
+            else f"every {role} person has a single QA pair (as in WPU's subsets), and a person's only pair is "
+            "trained on"
+        )
+        warnings.append(f"{test} is empty: {reason}; no held-out figures for this set")
+    elif single:
+        warnings.append(
+            f"{role}: {len(single)} person(s) have a single QA pair, kept in {train} with nothing held out: "
+            f"{_names(single)}"
+        )
+    if reduced:
+        warnings.append(
+            f"{role}: {len(reduced)} person(s) hold out fewer than data.test_fraction={fraction} of their pairs, "
+            f"so that each keeps a training question: {_names(reduced)}"
+        )
+    if (labels == train).sum() == 0 and len(df):
+        warnings.append(f"{train} is empty: no {role} question is trained on")
+    return labels, warnings
 
 
-def build_qa(persons: Mapping[str, Any], fraction: float, seed: int) -> pd.DataFrame:
-    """The run's QA table from the configured forget/retain/general sources."""
+def build_qa(persons: Mapping[str, Any], fraction: float, seed: int, warnings: list[str] | None = None) -> pd.DataFrame:
+    """The run's QA table from the configured forget/retain/general sources, every set split into train and test.
+
+    The split's warnings are logged and appended to ``warnings`` when a list is given (prepare_data stores them in
+    the table's metadata, so the report can show them).
+    """
     tables = {}
-    for role in ("forget", "retain", "general"):
+    for role in ROLES:
         spec = persons.get(role)
         if spec is None:
             continue
@@ -101,7 +158,11 @@ def build_qa(persons: Mapping[str, Any], fraction: float, seed: int) -> pd.DataF
                 raise InputError(f"{describe(persons[role])}: question {question!r} also appears in {seen[question]}")
             seen[question] = describe(persons[role])
         df = df.copy()
-        df["split"] = split_forget(df, fraction, seed) if role == "forget" else ROLE_SPLIT[role]
+        df["split"], notes = split_person_set(df, role, fraction, seed)
+        for note in notes:
+            log.warning("split: %s", note)
+        if warnings is not None:
+            warnings += notes
         parts.append(df)
     qa = pd.concat(parts, ignore_index=True)
     qa["id"] = [stable_id(s, p, q) for s, p, q in zip(qa["split"], qa["person"], qa["question"], strict=True)]

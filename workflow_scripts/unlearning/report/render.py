@@ -20,6 +20,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 
 from ..errors import InputError
+from ..parquet_io import read_metadata
 from . import plots
 from .load import load_scores, load_summary, load_training_logs
 from .names import TRADEOFF_PLOT, safe_name, split_plot, training_plot
@@ -266,9 +267,14 @@ def build_context(
     plot_dir: Path,
     data_sizes: Mapping[str, int] | None = None,
     variants: Sequence[str] | None = None,
+    data_notes: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """Load every input, write the plots into ``plot_dir`` and return the context both templates render."""
+    """Load every input, write the plots into ``plot_dir`` and return the context both templates render.
+
+    ``data_notes`` (the split's warnings from ``qa.parquet``'s metadata) and the summary's own notes on empty subsets
+    (its ``notes`` metadata, per model) are shown as notes in each model's section."""
     summary_df = load_summary(summary)
+    summary_notes = [str(n) for n in (read_metadata(summary).get("notes") or [])]
     answers = load_scores(scores)
     logs = load_training_logs(training_logs)
     fig = Figures(summary_df)
@@ -286,7 +292,7 @@ def build_context(
     rank = ranking(fig, models, variants)
     sections = []
     for model in models:
-        notes = []
+        notes = [str(n) for n in data_notes] + [n for n in summary_notes if n.startswith(f"{model} ")]
         if not (summary_df["model"] == model).any():
             notes.append("no rows for this model in summary.parquet")
         untrained = [m for m in methods if m not in logs.get(model, {})]
