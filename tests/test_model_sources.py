@@ -335,7 +335,7 @@ def _scores(degenerate_share: dict[str, float], n: int = 10) -> pd.DataFrame:
 
 def test_mostly_degenerate_base_answers_are_flagged_and_logged(caplog: pytest.LogCaptureFixture) -> None:
     scores = {
-        ("gemma", "base"): _scores({"forget_train": 1.0, "retain": 0.6, "general": 0.5}),
+        ("gemma", "base"): _scores({"forget_train": 1.0, "retain_test": 0.6, "general_test": 0.5}),
         ("gemma", "unlearned"): _scores({}),
         ("smol", "base"): _scores({"forget_train": 0.1}),
         ("smol", "unlearned"): _scores({}),
@@ -344,11 +344,11 @@ def test_mostly_degenerate_base_answers_are_flagged_and_logged(caplog: pytest.Lo
         summary = build_summary(scores)
     flags = summary[summary["metric"] == "degenerate_base"].set_index(["model", "split"])["value"]
     assert (summary.loc[summary["metric"] == "degenerate_base", "variant"] == "headline").all()
-    assert flags[("gemma", "forget_train")] == 1.0 and flags[("gemma", "retain")] == 1.0
-    assert flags[("gemma", "general")] == 0.0, f"the rule is a rate above {DEGENERATE_BASE_THRESHOLD}, not at it"
+    assert flags[("gemma", "forget_train")] == 1.0 and flags[("gemma", "retain_test")] == 1.0
+    assert flags[("gemma", "general_test")] == 0.0, f"the rule is a rate above {DEGENERATE_BASE_THRESHOLD}, not at it"
     assert (flags.loc["smol"] == 0.0).all() and len(flags) == 2 * len(EVAL_SPLITS)
     assert "model gemma: the base model's answers are mostly empty or degenerate" in caplog.text
-    assert "forget_train 1.00, retain 0.60" in caplog.text and "model smol" not in caplog.text
+    assert "forget_train 1.00, retain_test 0.60" in caplog.text and "model smol" not in caplog.text
 
 
 # ------------------------------------------------------------------------------------------------ the real Gemma
