@@ -177,8 +177,9 @@ def report_logs():
 
 def report_benchmarks():
     """Snakemake benchmark files of the heavy jobs, for the report's run times."""
+    perturbed = any(needs_pairs(config, u) for u in UNLEARN)  # no DPO-family entry: the perturber never runs
     return [
-        "results/benchmarks/perturb.tsv",
+        *(["results/benchmarks/perturb.tsv"] if perturbed else []),
         *(training_benchmark(m, u) for m in MODELS for u in UNLEARN),
         *expand("results/benchmarks/generate/{model}/{variant}.tsv", model=MODELS, variant=VARIANTS),
         *expand("results/benchmarks/score/{model}/{variant}.tsv", model=MODELS, variant=VARIANTS),

@@ -11,6 +11,7 @@ rule report:
         scores=[path for variants in report_scores().values() for path in variants.values()],
         logs=[path for methods in report_logs().values() for path in methods.values()],
         benchmarks=report_benchmarks(),
+        operating_points="results/score/operating_points.parquet",
     output:
         html=report(
             "results/report/report.html",

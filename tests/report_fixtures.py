@@ -141,8 +141,18 @@ def build_inputs(root: Path, models=MODELS, methods=METHODS, untrained=(("odd/mo
     bench = root / "benchmarks" / "unlearn_smollm2_dpo.tsv"
     bench.parent.mkdir(parents=True, exist_ok=True)
     bench.write_text(BENCH_HEADER + "3725.5\t1:02:05\t2048.4\t4096\t1900\t1950\t10\t20\t95.1\t3500\n")
+    # a sweep whose points are the methods above, so that the held-out figures exist in the summary
+    points = pd.DataFrame(
+        {
+            "model": models[0], "sweep": "grid", "entry": list(methods),
+            "forgetting": [0.5 - 0.2 * i for i in range(len(methods))],
+            "damage": [0.05 + 0.1 * i for i in range(len(methods))],
+        }
+    ).assign(within_bound=lambda d: d["damage"] <= 0.1, pareto=True, chosen=lambda d: d.index == 0)  # fmt: skip
+    operating_points = write_parquet(points, root / "operating_points.parquet", stage="select", config={})
     return {
         "summary": summary,
+        "operating_points": operating_points,
         "scores": scores,
         "training_logs": logs,
         "config": config,

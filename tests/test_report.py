@@ -37,6 +37,7 @@ def test_plot_names_are_deterministic_and_need_no_matplotlib():
         "training_a.png",
         "training_b_c.png",
         "tradeoff.png",
+        "sweeps.png",
     ]
     assert plot_files("plots", ["a"])[0] == Path("plots/splits_a.png")
     code = "import sys, unlearning.report; unlearning.report.plot_names(['m']); print('matplotlib' in sys.modules)"
@@ -183,6 +184,7 @@ def test_provenance(rendered):
 
 def test_absent_model_rows_and_splits(tmp_path):
     kwargs = build_inputs(tmp_path, models=("smollm2",))
+    kwargs.pop("operating_points")  # the sweeps section names the training-side splits
     kwargs["config"]["models"]["ghost"] = {"path": "nowhere"}  # in the config, but nothing was made for it
     kwargs["data_sizes"] = None
     render_report(**kwargs)
@@ -231,3 +233,17 @@ def test_a_change_that_rounds_to_zero_has_no_minus_sign():
     from unlearning.report.render import fmt_change
 
     assert [fmt_change("x", v) for v in (-0.0, -0.0001, 0.5, -0.5)] == ["+0.000", "+0.000", "+0.500", "-0.500"]
+
+
+def test_sweeps_section_shows_every_point_and_the_chosen_one(rendered):
+    _, text, md = rendered
+    assert 'id="sweeps"' in text and "## Sweeps and operating points" in md
+    assert text.count("CHOSEN") == 1 and "forgetting (train side)" in text
+
+
+def test_without_sweeps_the_section_is_absent_and_the_plot_says_so(tmp_path):
+    kwargs = build_inputs(tmp_path)
+    kwargs.pop("operating_points")
+    render_report(**kwargs)
+    assert 'id="sweeps"' not in kwargs["out_html"].read_text(encoding="utf-8")
+    assert png_problems([kwargs["plot_dir"] / "sweeps.png"]) == []

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from test_workflow import ROOT, planned_outputs, snakemake
+from test_workflow import ROOT, planned_jobs, planned_outputs, snakemake
 
 from unlearning.settings import expand_unlearn, sweep_of, unlearn_entries, unlearn_settings
 
@@ -76,3 +76,17 @@ def test_dry_run_plans_one_chain_per_grid_point_and_checks_each(tmp_path: Path) 
     assert bad.returncode != 0
     message = "unlearn.sweep_betastrong_lr0.0001_r8.beta: 'strong' is not a valid float for method 'npo'"
     assert message in bad.stdout + bad.stderr
+
+
+def test_sweep_example_is_the_default_with_a_grid(tmp_path: Path) -> None:
+    default = yaml.safe_load((ROOT / "config.yaml").read_text())
+    sweep = yaml.safe_load((ROOT / "configs" / "sweep_example.yaml").read_text())
+    assert len([e for e in unlearn_entries(sweep)]) == 6
+    sweep.pop("unlearn"), default.pop("unlearn")
+    assert sweep == default, "configs/sweep_example.yaml differs from config.yaml beyond unlearn:"
+
+
+def test_a_run_without_dpo_family_entries_never_runs_the_perturber(tmp_path: Path) -> None:
+    out = snakemake("-n", "--directory", str(tmp_path), "--configfile", str(ROOT / "configs" / "sweep_example.yaml"))
+    jobs = planned_jobs(out.stdout)
+    assert jobs["unlearn"] == 6 and "perturb" not in jobs and "build_pairs" not in jobs, jobs

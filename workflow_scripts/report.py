@@ -29,4 +29,5 @@ with stage("report", smk.log):
         plot_dir=Path(smk.output.html).parent,
         data_sizes=qa["split"].value_counts().to_dict(),
         data_notes=read_metadata(smk.input.qa).get("split_warnings") or [],
+        operating_points=Path(smk.input.operating_points),
     )

@@ -131,3 +131,29 @@ def plot_tradeoff(ranking: pd.DataFrame, models: Sequence[str], path: Path) -> P
     ax.grid(alpha=0.3)
     fig.savefig(path, format="png")
     return path
+
+
+def plot_sweeps(table: pd.DataFrame, max_damage: float, path: Path) -> Path:
+    """Every sweep point (unlearning.selection): x = damage, y = forgetting, both on training-side splits; the
+    Pareto front joined by a line, the bound dashed, the chosen entry labelled. One marker per (model, sweep)."""
+    if not len(table):
+        return _placeholder(path, "no sweep in this run (an unlearn: entry with a grid: makes one)")
+    fig = _figure(8, 5.6)
+    ax = fig.add_subplot()
+    ax.axvline(max_damage, color="0.4", ls="--", lw=1, label=f"damage bound {max_damage:g}")
+    for i, ((model, sweep), group) in enumerate(table.groupby(["model", "sweep"], sort=False)):
+        colour, marker = COLOURS[i % len(COLOURS)], MARKERS[i % len(MARKERS)]
+        ax.scatter(group["damage"], group["forgetting"], s=55, marker=marker, color=colour, edgecolor="black",
+                   zorder=3, label=f"{model} / {sweep}")  # fmt: skip
+        front = group[group["pareto"]].sort_values("damage")
+        ax.plot(front["damage"], front["forgetting"], color=colour, lw=1.2, zorder=2)
+        for row in group[group["chosen"]].itertuples():
+            ax.annotate(f"chosen: {row.entry}", (row.damage, row.forgetting), xytext=(6, -12),
+                        textcoords="offset points", fontsize=9, weight="bold")  # fmt: skip
+    ax.set_xlabel("damage: largest relative fall of ROUGE-L recall on retain_train / general_train\nlower is better")
+    ax.set_ylabel("forgetting: relative fall of ROUGE-L recall\non forget_train; higher is better")
+    ax.set_title("Sweeps: every point on training-side splits; line = Pareto front")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    ax.grid(alpha=0.3)
+    fig.savefig(path, format="png")
+    return path

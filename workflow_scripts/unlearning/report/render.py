@@ -20,10 +20,10 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 
 from ..errors import InputError
-from ..parquet_io import read_metadata
+from ..parquet_io import read_metadata, read_parquet
 from . import plots
 from .load import load_scores, load_summary, load_training_logs
-from .names import TRADEOFF_PLOT, safe_name, split_plot, training_plot
+from .names import SWEEPS_PLOT, TRADEOFF_PLOT, safe_name, split_plot, training_plot
 from .provenance import Provenance, collect_provenance
 from .tables import (
     BASE,
@@ -34,6 +34,7 @@ from .tables import (
     TOLERANCE,
     Cell,
     Figures,
+    change_cell,
     finite,
     metric_rows,
     ordered,
@@ -140,6 +141,36 @@ def ranking_table(rank: pd.DataFrame) -> dict[str, Any]:
         row += [cell(fmt_value("x", r["collateral"]), kind="num"), cell(fmt_change("x", r["score"]), kind="num")]
         rows.append(row)
     return table(headers, rows, "ranking")
+
+
+SWEEPS_TEXT = (
+    "Every point of every sweep (an unlearn: entry with a grid:). The chosen entry has the most forgetting whose "
+    "damage stays within {bound:g}, both measured on the training side (forget_train, retain_train, general_train), "
+    "which no headline figure comes from; its held-out figures are then shown as they are. Training-side damage "
+    "understates held-out damage where the retain term trains on those questions."
+)
+SWEEP_HELD_OUT = (("forget_test", "forget_test"), ("retain_test", "retain_test"), ("general_test", "general_test"))
+
+
+def sweeps_table(points: pd.DataFrame, fig: Figures) -> dict[str, Any]:
+    """Every sweep point: its training-side forgetting and damage (what the rule read), whether it is within the
+    bound, on the front and chosen, then its held-out ROUGE-L recall on known facts and MC2 (what is reported)."""
+    headers = ["model", "sweep", "entry", "forgetting (train side)", "damage (train side)", "within bound",
+               "on front", "chosen", *[f"{label}: ROUGE-L recall, known" for _, label in SWEEP_HELD_OUT],
+               "TruthfulQA MC2"]  # fmt: skip
+    rows = []
+    for r in points.itertuples():
+        held_out = [
+            figure_cell("rougeL_recall", change_cell(fig, r.model, r.entry, split, "rougeL_recall", "known"))
+            for split, _ in SWEEP_HELD_OUT
+        ]
+        rows.append([
+            r.model, r.sweep, r.entry, cell(f"{r.forgetting:.1%}", kind="num"), cell(f"{r.damage:.1%}", kind="num"),
+            "yes" if r.within_bound else "no", "yes" if r.pareto else "no",
+            cell("CHOSEN", verdict="good") if r.chosen else "",
+            *held_out, figure_cell("mc2", change_cell(fig, r.model, r.entry, "truthfulqa", "mc2")),
+        ])  # fmt: skip
+    return table(headers, rows)
 
 
 def metrics_table(fig: Figures, model: str, variants: Sequence[str]) -> dict[str, Any]:
@@ -268,6 +299,7 @@ def build_context(
     data_sizes: Mapping[str, int] | None = None,
     variants: Sequence[str] | None = None,
     data_notes: Sequence[str] = (),
+    operating_points: Path | None = None,
 ) -> dict[str, Any]:
     """Load every input, write the plots into ``plot_dir`` and return the context both templates render.
 
@@ -315,6 +347,9 @@ def build_context(
             }
         )
     tradeoff = plots.plot_tradeoff(rank, models, plot_dir / TRADEOFF_PLOT)
+    points = read_parquet(operating_points) if operating_points is not None else pd.DataFrame()
+    max_damage = float(config.get("select", {}).get("max_damage", math.nan))
+    sweeps_png = plots.plot_sweeps(points, max_damage, plot_dir / SWEEPS_PLOT)
     prov = collect_provenance(config, summary, benchmarks, data_sizes)
     return {
         "title": "Targeted unlearning report",
@@ -326,6 +361,13 @@ def build_context(
         "ranking": ranking_table(rank) if len(rank) else None,
         "tradeoff_img": _image(tradeoff, "forgetting vs collateral damage", out_md),
         "models": sections,
+        "sweeps": {
+            "table": sweeps_table(points, fig),
+            "img": _image(sweeps_png, "sweeps: forgetting vs damage per point", out_md),
+            "text": SWEEPS_TEXT.format(bound=max_damage),
+        }
+        if len(points)
+        else None,
         "provenance": provenance_sections(prov),
         "config_text": prov.config_text,
         "fence": "~~~~" if "```" in prov.config_text else "```",

@@ -167,7 +167,7 @@ RANKING_COLUMNS: tuple[tuple[str, str, str], ...] = (
 )
 
 
-def _change(fig: Figures, model: str, method: str, split: str | None, metric: str, subset: str = "all") -> Cell:
+def change_cell(fig: Figures, model: str, method: str, split: str | None, metric: str, subset: str = "all") -> Cell:
     if split is None:
         return Cell(math.nan)
     base = fig.value(model, BASE, split, metric, subset)
@@ -195,15 +195,15 @@ def ranking(fig: Figures, models: Sequence[str], variants: Sequence[str]) -> pd.
         for method in variants:
             if method == BASE:
                 continue
-            forget = _change(fig, model, method, forget_split, HEADLINE, subset)
+            forget = change_cell(fig, model, method, forget_split, HEADLINE, subset)
             forget = Cell(forget.value, -forget.change, forget.verdict)  # a drop: positive is forgetting
             cells = {
                 "forget": forget,
-                "retain": _change(fig, model, method, retain_split, HEADLINE),
-                "general": _change(fig, model, method, general_split, HEADLINE),
-                "mc2": _change(fig, model, method, "truthfulqa" if fig.has(model, "truthfulqa") else None, "mc2"),
-                "perplexity": _change(fig, model, method, fluency_split, "perplexity"),
-                "degenerate": _change(fig, model, method, fluency_split, "degenerate_rate"),
+                "retain": change_cell(fig, model, method, retain_split, HEADLINE),
+                "general": change_cell(fig, model, method, general_split, HEADLINE),
+                "mc2": change_cell(fig, model, method, "truthfulqa" if fig.has(model, "truthfulqa") else None, "mc2"),
+                "perplexity": change_cell(fig, model, method, fluency_split, "perplexity"),
+                "degenerate": change_cell(fig, model, method, fluency_split, "degenerate_rate"),
             }
             ppl = cells["perplexity"]
             base_ppl = ppl.value - ppl.change
