@@ -243,9 +243,10 @@ def test_mc_two_option_item():
 def test_mc_multiple_options_and_ties():
     # Probabilities 0.2 + 0.1 correct vs 0.3 + 0.4 incorrect -> mc2 = 0.3 / 1.0.
     assert mc2([math.log(0.2), math.log(0.1)], [math.log(0.3), math.log(0.4)]) == pytest.approx(0.3)
-    # MC1 needs the best answer to beat every incorrect option, strictly.
+    # MC1 is lm-eval's argmax over [best, *incorrect] == 0: numpy.argmax picks the first of equal maxima, so a tie
+    # with the best answer counts as correct.
     assert mc1(-1.0, [-2.0, -0.5]) == 0.0
-    assert mc1(-1.0, [-1.0]) == 0.0
+    assert mc1(-1.0, [-1.0]) == 1.0
     assert mc1(-1.0, [-1.0 - 1e-9, -5.0]) == 1.0
 
 
