@@ -50,8 +50,11 @@ MARKS = {"good": "good", "bad": "BAD", "neutral": "same", "na": "", "warn": "WAR
 LEGEND = (
     "Each method's cell: its value, then the change against the base model (method − base) and a verdict word: "
     f"good, BAD, or same (within {TOLERANCE} absolute; {PERPLEXITY_REL_TOLERANCE:.0%} of base for perplexity). "
-    "On forget splits a fall is good; elsewhere a fall is bad. For perplexity and degenerate rate a rise is bad on "
-    "every split. Colour repeats the verdict word and is never the only sign."
+    "For measures of knowing the facts (ROUGE, answer probability, extraction strength, truth ratio true-better...) "
+    "a fall is good on forget splits and bad elsewhere; for measures of forgetting (truth ratio closer to 1, "
+    "membership AUC) the reverse; perplexity and degenerate rate are bad when they rise, TruthfulQA accuracy, "
+    "fluency and model utility when they fall, on every split (the README's metric table gives each direction). "
+    "Colour repeats the verdict word and is never the only sign."
 )
 
 

@@ -1,10 +1,12 @@
 """The report's figures: values looked up in the summary, changes against the base model with a verdict, the
 ranking of every (model, method), training summaries and example answers. Nothing here formats or draws.
 
-Verdict of a change (method - base): on forget splits a fall beyond :data:`TOLERANCE` is good and a rise is bad;
-on every other split a fall beyond it is bad. For perplexity and degenerate rate a rise is bad on every split
-(perplexity uses a relative tolerance, :data:`PERPLEXITY_REL_TOLERANCE`). Changes within the tolerance are
-``neutral``; a missing value gives ``na``.
+Verdict of a change (method - base): each metric's direction and tolerance are declared once in
+:mod:`unlearning.metric_registry`. For a ``knowledge`` metric (ROUGE, answer probability, extraction strength...) a
+fall beyond the tolerance is good on forget splits and bad elsewhere; a ``forgetting`` metric (truth ratio closer
+to 1, membership AUC) the reverse; perplexity and degenerate rate are bad when they rise, TruthfulQA accuracy,
+fluency and model utility when they fall, on every split. Changes within the tolerance are ``neutral``; a missing
+value gives ``na``.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
+
+from .. import metric_registry
 
 BASE = "base"
 #: the order of splits in tables and plots (older summaries have plain ``retain`` and ``general``)
@@ -28,24 +32,17 @@ SPLIT_ORDER = (
     "general_test",
     "general",
     "truthfulqa",
+    metric_registry.OVERALL,
 )
 SUBSETS = ("all", "known")
-TOLERANCE = 0.02
-PERPLEXITY_REL_TOLERANCE = 0.05
+TOLERANCE = metric_registry.DEFAULT_TOLERANCE
+PERPLEXITY_REL_TOLERANCE = metric_registry.get("perplexity").tolerance
 N_EXAMPLES = 3
 HEADLINE = "rougeL_recall"
 
-#: (summary metric, label, True when a rise is bad on every split)
-METRICS: tuple[tuple[str, str, bool], ...] = (
-    ("rougeL_recall", "ROUGE-L recall", False),
-    ("rougeL_f1", "ROUGE-L F1", False),
-    ("rouge1_f1", "ROUGE-1 F1", False),
-    ("bleu_corpus", "BLEU (corpus)", False),
-    ("answer_prob", "Answer prob.", False),
-    ("mc1", "MC1", False),
-    ("mc2", "MC2", False),
-    ("perplexity", "Perplexity", True),
-    ("degenerate_rate", "Degenerate rate", True),
+#: (summary metric, label, True when a rise is bad on every split), in the registry's order
+METRICS: tuple[tuple[str, str, bool], ...] = tuple(
+    (m.name, m.label, m.rise_is_bad_everywhere) for m in metric_registry.METRICS
 )
 RISE_IS_BAD = {metric: bad for metric, _, bad in METRICS}
 METRIC_LABELS = {metric: label for metric, label, _ in METRICS}
@@ -55,7 +52,7 @@ FORGET_ROLE = ("forget_test", "forget_train")
 RETAIN_ROLE = ("retain_test", "retain")
 GENERAL_ROLE = ("general_test", "general")
 #: metrics shown for the ``known`` subset (the others are shown for ``all`` only, to keep the table readable)
-KNOWN_METRICS = frozenset({HEADLINE, "rouge1_f1", "answer_prob"})
+KNOWN_METRICS = frozenset(m.name for m in metric_registry.METRICS if m.known)
 #: example groups: (title, candidate splits)
 EXAMPLE_GROUPS = (("forget", FORGET_ROLE), ("neighbour", RETAIN_ROLE), ("general", GENERAL_ROLE))
 
@@ -72,18 +69,9 @@ def is_forget(split: str) -> bool:
 
 
 def judge_change(metric: str, split: str, base: float, value: float) -> str:
-    """``good``, ``bad``, ``neutral`` (within tolerance) or ``na`` for the change ``value - base``."""
-    if not (finite(base) and finite(value)):
-        return "na"
-    change = value - base
-    tol = PERPLEXITY_REL_TOLERANCE * abs(base) if metric == "perplexity" else TOLERANCE
-    if abs(change) <= tol:
-        return "neutral"
-    if RISE_IS_BAD.get(metric, False):
-        return "bad" if change > 0 else "good"
-    if is_forget(split):
-        return "good" if change < 0 else "bad"
-    return "bad" if change < 0 else "good"
+    """``good``, ``bad``, ``neutral`` (within tolerance) or ``na`` for the change ``value - base``, by the metric's
+    registered direction and tolerance (:func:`unlearning.metric_registry.verdict`)."""
+    return metric_registry.verdict(metric, split, base, value)
 
 
 def ordered(first: Sequence[str], found: Iterable[str]) -> list[str]:
