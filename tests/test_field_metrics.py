@@ -277,3 +277,58 @@ def test_hub_multiple_choice_config_becomes_lm_eval_options(tmp_path: Path):
     bad = pd.DataFrame([{**row, "mc1_targets": {"choices": ["a", "b"], "labels": [0, 0]}}])
     with pytest.raises(InputError, match="one true choice"):
         from_multiple_choice(bad, "bad")
+
+
+# ------------------------------------------------------------------------------------- the scoring stage's columns
+
+
+def test_score_answers_adds_the_field_columns_in_one_pass(tiny_manifest):
+    import torch
+
+    from unlearning.evaluation import score_answers
+    from unlearning.field_scores import FIELD_COLUMNS, wrong_answers
+    from unlearning.likelihood import continuation_logliks
+    from unlearning.models import load_model
+    from unlearning.prompting import PromptStyle, build_prompt
+
+    model, tokenizer = load_model(tiny_manifest, device=torch.device("cpu"))
+    style = PromptStyle(instruction="Give only one sentence answer.")
+    gens = pd.DataFrame(
+        {
+            "id": ["f1", "r1", "t1"],
+            "split": ["forget_test", "retain_test", "truthfulqa"],
+            "person": ["Ada", "Bob", ""],
+            "question": ["Where was Ada born?", "Where was Bob born?", "Is the sky blue?"],
+            "reference": ["London", "Paris", "Yes"],
+            "generation": ["a b a b", "", "Yes"],
+            "new_tokens": [4, 0, 1],
+        }
+    )
+    tqa = pd.DataFrame(
+        {"id": ["t1"], "question": ["Is the sky blue?"], "best_answer": ["Yes"], "correct_answers": [["Yes"]],
+         "incorrect_answers": [["No"]], "category": ["x"]}
+    )
+    perturbations = pd.DataFrame(
+        {"source_id": ["f1", "f1", "f1", "r1"], "perturbed": ["Berlin", "Rome", "I don't know", "Madrid"],
+         "kind": ["wrong", "wrong", "refusal", "wrong"]}
+    )
+    wrong = wrong_answers(perturbations)
+    assert wrong == {"f1": ["Berlin", "Rome"], "r1": ["Madrid"]}
+    scores = score_answers(model, tokenizer, gens, tqa, style, batch_size=2, wrong=wrong)
+    assert set(FIELD_COLUMNS) <= set(scores.columns)
+    # the truth ratio of f1 recomputed by hand from separate likelihood calls
+    prompt = build_prompt(tokenizer, "Where was Ada born?", **vars(style))
+    t, b, r = continuation_logliks(model, tokenizer, [prompt] * 3, ["London", "Berlin", "Rome"], batch_size=1)
+    expected = math.exp((b.mean + r.mean) / 2 - t.mean)
+    row = scores.set_index("id").loc["f1"]
+    assert row["truth_ratio"] == pytest.approx(expected, rel=1e-3)
+    assert row["truth_ratio_closer_to_1"] == pytest.approx(min(expected, 1 / expected), rel=1e-3)
+    assert row["choice_accuracy"] == float(t.mean >= max(b.mean, r.mean))
+    assert row["fluency_entropy"] == pytest.approx(0.972765, abs=1e-6)  # "a b a b", worked above
+    assert 0 <= row["extraction_strength"] <= 1 and 0 <= row["exact_memorization"] <= 1
+    assert row["loss"] == pytest.approx(-t.mean, rel=1e-3)
+    truthful = scores.set_index("id").loc["t1"]
+    # TruthfulQA rows get no per-token or truth-ratio figures, only fluency
+    assert math.isnan(truthful["truth_ratio"]) and math.isnan(truthful["extraction_strength"])
+    assert truthful["mc1"] in (0.0, 1.0)
+    assert scores.set_index("id").loc["r1", "fluency_entropy"] == 0.0  # empty generation

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from . import metrics
+from . import field_scores, metrics
 from .generation import generate
 from .likelihood import continuation_logliks
 from .prompting import PromptStyle, build_prompt, stops_at_newline
@@ -94,10 +94,17 @@ def likelihood_requests(
     for qid in questions.loc[questions["split"] == "truthfulqa", "id"]:
         item = tqa.loc[qid]
         start = len(requests)
-        options = [item["best_answer"], *item["correct_answers"], *item["incorrect_answers"]]
+        # the multiple_choice hub config scores MC1 against its own incorrect choices (mc1_targets), as lm-eval does
+        mc1_incorrect = list(item["mc1_incorrect"]) if "mc1_incorrect" in item.index and _listlike(item) else []
+        options = [item["best_answer"], *item["correct_answers"], *item["incorrect_answers"], *mc1_incorrect]
         requests += [(prompt_of[qid], o) for o in options]
         mc_slices[qid] = (start, len(item["correct_answers"]), len(item["incorrect_answers"]), len(options))
     return requests, mc_slices
+
+
+def _listlike(item: pd.Series) -> bool:
+    value = item["mc1_incorrect"]
+    return value is not None and not isinstance(value, str | float) and len(value) > 0
 
 
 def score_answers(
@@ -108,11 +115,14 @@ def score_answers(
     style: PromptStyle,
     *,
     batch_size: int,
+    wrong: Mapping[str, Sequence[str]] | None = None,
 ) -> pd.DataFrame:
     """Per-row scores of one variant's generations.
 
     Likelihoods are computed under ``model`` as given (the variant); perplexity of the generations under the base
     model, i.e. with the adapter disabled when ``model`` carries one, so fluency is judged by one fixed judge.
+    ``wrong`` (question id -> wrong answers, :func:`unlearning.field_scores.wrong_answers`) adds the truth-ratio and
+    choice columns; every other column of :data:`unlearning.field_scores.FIELD_COLUMNS` comes from the same pass.
     """
     df = generations.reset_index(drop=True).copy()
     df = pd.concat([df, metrics.rouge(df["generation"].tolist(), df["reference"].tolist())], axis=1)
@@ -121,8 +131,16 @@ def score_answers(
     prompts = prompts_for(tokenizer, df["question"], style)
 
     requests, mc_slices = likelihood_requests(df, prompts, truthfulqa)
+    wrong_slices = field_scores.add_wrong_requests(requests, df["id"], prompts, wrong or {})
+    details = field_scores.wants_details(df["split"]) + [False] * (len(requests) - len(df))
     lls = continuation_logliks(
-        model, tokenizer, [r[0] for r in requests], [r[1] for r in requests], batch_size=batch_size, desc="likelihood"
+        model,
+        tokenizer,
+        [r[0] for r in requests],
+        [r[1] for r in requests],
+        batch_size=batch_size,
+        desc="likelihood",
+        details=details,
     )
     df["answer_prob"] = [math.exp(ll.mean) if ll.tokens else math.nan for ll in lls[: len(df)]]
     mc1, mc2 = [], []
@@ -133,10 +151,13 @@ def score_answers(
             continue
         start, n_correct, n_incorrect, n = mc_slices[qid]
         totals = [ll.total for ll in lls[start : start + n]]
-        best, correct, incorrect = totals[0], totals[1 : 1 + n_correct], totals[1 + n_correct :]
-        mc1.append(metrics.mc1(best, incorrect))
+        best, correct = totals[0], totals[1 : 1 + n_correct]
+        incorrect = totals[1 + n_correct : 1 + n_correct + n_incorrect]
+        mc1_incorrect = totals[1 + n_correct + n_incorrect :] or incorrect
+        mc1.append(metrics.mc1(best, mc1_incorrect))
         mc2.append(metrics.mc2(correct, incorrect))
     df["mc1"], df["mc2"] = mc1, mc2
+    df = field_scores.add_field_columns(df, lls[: len(df)], lls, wrong_slices)
 
     def perplexities() -> list[float]:
         gens = continuation_logliks(

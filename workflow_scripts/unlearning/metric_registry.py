@@ -185,6 +185,9 @@ METRICS: tuple[Metric, ...] = (
     Metric("truth_ratio_true_better", "Truth ratio (true better)", _P, "knowledge", _TOFU,
            "the same `R`; the mean of `max(0, 1 - R)` (open-unlearning's form for retain data: high when the truth "
            "is clearly preferred)"),
+    Metric("choice_accuracy", "Choice accuracy", _P, "knowledge", "RWKU (multiple-choice probes), TOFU",
+           "1 when the true answer is at least as likely per token as every wrong answer of the question (the truth "
+           "among perturbed answers, chosen by likelihood); mean over the split"),
     Metric("extraction_strength", "Extraction strength", _P, "knowledge",
            "Carlini et al. 2021; open-unlearning",
            "`1 - k/|y|`, `k` the shortest answer prefix after which teacher-forced greedy decoding reproduces the "
