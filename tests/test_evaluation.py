@@ -71,7 +71,7 @@ def test_score_variant_end_to_end_on_real_truthfulqa(tiny, shared_data: Path) ->
     tqa = build_truthfulqa(spec, seed=0)
     questions = evaluation_questions(qa_table(), tqa)
     gens = answer_questions(model, tokenizer, questions, STYLE, max_new_tokens=8, batch_size=4)
-    assert list(gens.columns) == ["id", "split", "person", "question", "reference", "generation", "new_tokens"]
+    assert list(gens.columns) == ["id", "split", "kind", "person", "question", "reference", "generation", "new_tokens"]
     assert len(gens) == 12 + 6 and (gens["new_tokens"] > 0).all()
     scores = score_answers(model, tokenizer, gens, tqa, STYLE, batch_size=4)
     truthful = scores[scores["split"] == "truthfulqa"]

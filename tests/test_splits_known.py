@@ -215,7 +215,8 @@ def test_summary_reports_all_and_known_with_counts_for_any_variants() -> None:
     }
     notes: list[str] = []
     summary = build_summary(runs, {"tiny": known}, notes)
-    assert list(summary.columns) == ["model", "variant", "split", "subset", "metric", "value"]
+    assert list(summary.columns) == ["model", "variant", "split", "subset", "kind", "metric", "value"]
+    assert set(summary["kind"]) == {"all", "qa"}  # tables without a kind column are all QA
     assert set(summary["variant"]) == {"base", "npo", "dpo", "headline"} and set(summary["subset"]) == {"all", "known"}
     assert set(summary.loc[summary.variant == "headline", "metric"]) == {"degenerate_base"}
 
@@ -225,6 +226,7 @@ def test_summary_reports_all_and_known_with_counts_for_any_variants() -> None:
             & (summary.split == split)
             & (summary.subset == subset)
             & (summary.metric == metric)
+            & (summary.kind == "all")
         ]
         assert len(sel) <= 1
         return float(sel["value"].iloc[0]) if len(sel) else math.nan
@@ -235,7 +237,8 @@ def test_summary_reports_all_and_known_with_counts_for_any_variants() -> None:
     assert value("dpo", "forget_train", "known", "rougeL_recall_drop") == 0.5
     # a split with no known facts: n = 0 and no NaN-only metric rows, plus a note saying why
     assert value("base", "retain_test", "known", "n") == 0
-    assert summary[(summary.split == "retain_test") & (summary.subset == "known")]["metric"].tolist() == ["n"] * 3
+    empty = summary[(summary.split == "retain_test") & (summary.subset == "known")]
+    assert empty["metric"].tolist() == ["n"] * 3 and set(empty["kind"]) == {"all"}
     assert "tiny retain_test (known): n=0, the base model knows none" in notes
     assert "tiny truthfulqa (all): n=0, no questions in this split" in notes
     assert not summary["value"].isna().any()

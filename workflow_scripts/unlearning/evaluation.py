@@ -18,13 +18,13 @@ import numpy as np
 import pandas as pd
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from . import field_scores, metrics
+from . import field_scores, metric_registry, metrics
 from .generation import generate
 from .likelihood import continuation_logliks
 from .prompting import PromptStyle, build_prompt, stops_at_newline
 
 log = logging.getLogger(__name__)
-GENERATION_COLUMNS = ["id", "split", "person", "question", "reference", "generation", "new_tokens"]
+GENERATION_COLUMNS = ["id", "split", "kind", "person", "question", "reference", "generation", "new_tokens"]
 EVAL_SPLITS = (
     "forget_train",
     "forget_test",
@@ -35,16 +35,21 @@ EVAL_SPLITS = (
     "truthfulqa",
 )
 SUBSETS = ("all", "known")
-SUMMARY_COLUMNS = ["model", "variant", "split", "subset", "metric", "value"]
+#: ``kind`` is ``all`` (every probe kind together) or one probe kind (``qa``, ``cloze``, ...; see qa_data.KINDS)
+SUMMARY_COLUMNS = ["model", "variant", "split", "subset", "kind", "metric", "value"]
+ALL_KINDS = "all"
 
 
 def evaluation_questions(qa: pd.DataFrame, truthfulqa: pd.DataFrame) -> pd.DataFrame:
-    """``id, split, person, question, reference`` for every QA pair and TruthfulQA item (best answer as reference)."""
-    persons = qa[["id", "split", "person", "question", "answer"]].rename(columns={"answer": "reference"})
+    """``id, split, kind, person, question, reference`` for every QA pair or probe and TruthfulQA item (best answer
+    as reference; kind ``qa``)."""
+    persons = qa.assign(kind=qa["kind"] if "kind" in qa.columns else "qa")
+    persons = persons[["id", "split", "kind", "person", "question", "answer"]].rename(columns={"answer": "reference"})
     tqa = pd.DataFrame(
         {
             "id": truthfulqa["id"],
             "split": "truthfulqa",
+            "kind": "qa",
             "person": "",
             "question": truthfulqa["question"],
             "reference": truthfulqa["best_answer"],
@@ -77,6 +82,8 @@ def answer_questions(
         desc="generate",
     )
     table = questions.copy()
+    if "kind" not in table.columns:
+        table["kind"] = "qa"
     table["generation"] = [o.text for o in outs]
     table["new_tokens"] = np.array([o.new_tokens for o in outs], dtype="int64")
     return table[GENERATION_COLUMNS].reset_index(drop=True)
@@ -173,79 +180,104 @@ def score_answers(
     return df
 
 
-SPLIT_METRICS = ("rougeL_recall", "rougeL_f1", "rouge1_f1", "bleu_sentence", "answer_prob", "perplexity")
-
-
-def _row(model: str, variant: str, split: str, subset: str, metric: str, value: float) -> dict:
+def _row(model: str, variant: str, split: str, subset: str, metric: str, value: float, kind: str = ALL_KINDS) -> dict:
     return {
         "model": model,
         "variant": variant,
         "split": split,
         "subset": subset,
+        "kind": kind,
         "metric": metric,
         "value": float(value),
     }
 
 
-def _metrics(part: pd.DataFrame, split: str) -> dict[str, float]:
-    values = {
-        "rougeL_recall": part["rougeL_recall"].mean(),
-        "rougeL_f1": part["rougeL_f1"].mean(),
-        "rouge1_f1": part["rouge1_f1"].mean(),
-        "bleu_corpus": metrics.corpus_bleu(part["generation"].tolist(), part["reference"].tolist()),
-        "bleu_sentence": part["bleu"].mean(),
-        "answer_prob": part["answer_prob"].mean(),
-        "perplexity": part["perplexity"].mean(),
-        "degenerate_rate": part["degenerate"].astype(float).mean(),
-    }
-    if split == "truthfulqa":
-        values.update(mc1=part["mc1"].mean(), mc2=part["mc2"].mean())
+def _metrics(part: pd.DataFrame, table: pd.DataFrame, split: str) -> dict[str, float]:
+    """Every registered metric that applies to ``split`` and has a value on ``part`` (NaN ones are left out)."""
+    values = {}
+    for metric in metric_registry.for_split(split):
+        value = metric.summarize(part, table, split)
+        if not math.isnan(value):
+            values[metric.name] = value
     return values
+
+
+def _kinds(table: pd.DataFrame) -> pd.Series:
+    return table["kind"].astype(str) if "kind" in table.columns else pd.Series("qa", index=table.index)
 
 
 def summarize_variant(
     scores: pd.DataFrame, model: str, variant: str, known_ids: set[str] | None = None, notes: list[str] | None = None
 ) -> list[dict]:
-    """Aggregate rows (``model, variant, split, subset, metric, value``) of one variant.
+    """Aggregate rows (``model, variant, split, subset, kind, metric, value``) of one variant.
 
     Every split is summarised on subset ``all`` and, when ``known_ids`` (the ids the base model knows) is given, on
-    subset ``known``. Metric ``n`` is the subset's row count; a subset without rows gets ``n = 0`` and no other
-    metric (rather than NaNs), and a note saying why is appended to ``notes``.
+    subset ``known``; each over all probe kinds (kind ``all``) and per probe kind present in the split. Metric ``n``
+    is the row count; a subset without rows gets ``n = 0`` and no other metric (rather than NaNs), and a note saying
+    why is appended to ``notes``. Metrics and their aggregation come from :mod:`unlearning.metric_registry`.
     """
     rows = []
-    for split in EVAL_SPLITS:
-        part = scores[scores["split"] == split]
-        subsets = {"all": part}
-        if known_ids is not None:
-            subsets["known"] = part[part["id"].astype(str).isin(known_ids)]
-        for subset, rows_of in subsets.items():
-            rows.append(_row(model, variant, split, subset, "n", len(rows_of)))
-            if len(rows_of):
-                rows += [_row(model, variant, split, subset, k, v) for k, v in _metrics(rows_of, split).items()]
-            elif notes is not None and variant == "base":
-                why = "no questions in this split" if subset == "all" or not len(part) else "the base model knows none"
-                notes.append(f"{model} {split} ({subset}): n=0, {why}")
+    kinds_of = _kinds(scores)
+    subsets = {"all": scores}
+    if known_ids is not None:
+        subsets["known"] = scores[scores["id"].astype(str).isin(known_ids)]
+    for subset, table in subsets.items():
+        kind_tables = {ALL_KINDS: table}
+        for kind in dict.fromkeys(kinds_of.loc[table.index]):
+            kind_tables[kind] = table[kinds_of.loc[table.index] == kind]
+        for kind, kind_table in kind_tables.items():
+            for split in EVAL_SPLITS:
+                part = kind_table[kind_table["split"] == split]
+                if kind != ALL_KINDS and not len(part):
+                    continue
+                rows.append(_row(model, variant, split, subset, "n", len(part), kind))
+                if len(part):
+                    rows += [
+                        _row(model, variant, split, subset, k, v, kind)
+                        for k, v in _metrics(part, kind_table, split).items()
+                    ]
+                elif notes is not None and variant == "base":
+                    none = subset == "all" or not (scores["split"] == split).any()
+                    why = "no questions in this split" if none else "the base model knows none"
+                    notes.append(f"{model} {split} ({subset}): n=0, {why}")
+    return rows
+
+
+def overall_rows(summary: pd.DataFrame) -> list[dict]:
+    """Per (model, variant): the registry's model-level metrics (model utility) from the variant's own figures on
+    all questions and all kinds, under split ``overall``."""
+    rows = []
+    base = summary[(summary["subset"] == "all") & (summary["kind"] == ALL_KINDS)]
+    keyed = base[["model", "variant", "split", "metric", "value"]].itertuples(index=False)
+    values = {tuple(k[:-1]): k[-1] for k in keyed}
+    for model, variant in dict.fromkeys(zip(base["model"], base["variant"], strict=True)):
+        for metric in metric_registry.overall_metrics():
+            value = metric.overall(lambda split, name, m=model, v=variant: values.get((m, v, split, name), math.nan))
+            if not math.isnan(value):
+                rows.append(_row(model, variant, metric_registry.OVERALL, "all", metric.name, value))
     return rows
 
 
 def change_rows(summary: pd.DataFrame) -> list[dict]:
-    """Per (model, non-base variant, split, subset): ``rougeL_recall_drop`` = base - variant, and
-    ``{mc2,perplexity,degenerate_rate}_change`` = variant - base, stored under the variant itself."""
+    """Per (model, non-base variant, split, subset, kind), for each registered metric with a ``headline``:
+    ``{metric}_drop`` = base - variant (``drop``) or ``{metric}_change`` = variant - base (``change``), stored under
+    the variant itself (``rougeL_recall_drop``, ``mc2_change``, ``perplexity_change``...)."""
     rows = []
-    wide = summary.pivot_table(
-        index=["model", "split", "subset", "metric"], columns="variant", values="value", dropna=False
+    headline = {m.name: m.headline for m in metric_registry.METRICS if m.headline}
+    wide = summary[summary["metric"].isin(headline)].pivot_table(
+        index=["model", "split", "subset", "kind", "metric"], columns="variant", values="value", dropna=False
     )
     if "base" not in wide.columns:
         return rows
     for variant in [v for v in wide.columns if v != "base"]:
-        for (model, split, subset, metric), r in wide.iterrows():
+        for (model, split, subset, kind, metric), r in wide.iterrows():
             base, other = r["base"], r[variant]
             if math.isnan(base) or math.isnan(other):
                 continue
-            if metric == "rougeL_recall":
-                rows.append(_row(model, variant, split, subset, "rougeL_recall_drop", base - other))
-            elif metric in ("mc2", "perplexity", "degenerate_rate"):
-                rows.append(_row(model, variant, split, subset, f"{metric}_change", other - base))
+            if headline[metric] == "drop":
+                rows.append(_row(model, variant, split, subset, f"{metric}_drop", base - other, kind))
+            else:
+                rows.append(_row(model, variant, split, subset, f"{metric}_change", other - base, kind))
     return rows
 
 
@@ -260,7 +292,10 @@ def degenerate_base_rows(summary: pd.DataFrame) -> list[dict]:
     (on all questions) exceeds :data:`DEGENERATE_BASE_THRESHOLD` (else 0.0); a warning names the models and splits
     flagged."""
     base = summary[
-        (summary["variant"] == "base") & (summary["metric"] == "degenerate_rate") & (summary["subset"] == "all")
+        (summary["variant"] == "base")
+        & (summary["metric"] == "degenerate_rate")
+        & (summary["subset"] == "all")
+        & (summary["kind"] == ALL_KINDS)
     ]
     rows, flagged = [], {}
     for model, split, rate in zip(base["model"], base["split"], base["value"], strict=True):
@@ -301,6 +336,7 @@ def build_summary(
             known_ids = set(k.loc[k["known"].astype(bool), "id"].astype(str))
         rows += summarize_variant(table, model, variant, known_ids, notes)
     summary = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+    summary = pd.concat([summary, pd.DataFrame(overall_rows(summary), columns=SUMMARY_COLUMNS)], ignore_index=True)
     extra = change_rows(summary) + degenerate_base_rows(summary)
     summary = pd.concat([summary, pd.DataFrame(extra, columns=SUMMARY_COLUMNS)], ignore_index=True)
     return summary.astype({"value": "float64"})

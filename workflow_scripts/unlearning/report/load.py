@@ -11,21 +11,25 @@ import pandas as pd
 from ..errors import InputError
 from ..parquet_io import read_parquet
 
-SUMMARY_COLUMNS = ("model", "variant", "split", "subset", "metric", "value")
+SUMMARY_COLUMNS = ("model", "variant", "split", "subset", "kind", "metric", "value")
 SCORE_COLUMNS = ("id", "split", "question", "reference", "generation")
 #: columns every method's log has; a method may add more (e.g. DPO's rewards_*)
 LOG_COLUMNS = ("step", "loss")
 #: summary rows that are not a model variant (older summaries hold precomputed changes under this name)
 NOT_VARIANTS = frozenset({"headline"})
+#: the summary's kind of rows over every probe kind
+ALL_KINDS = "all"
 
 
 def load_summary(path: Path) -> pd.DataFrame:
-    """The long table ``model, variant, split, subset, metric, value``; a summary without ``subset`` is all ``all``."""
-    df = read_parquet(path, columns=[c for c in SUMMARY_COLUMNS if c != "subset"])
-    if "subset" not in df.columns:
-        df["subset"] = "all"
+    """The long table ``model, variant, split, subset, kind, metric, value``; a summary without ``subset`` is all
+    ``all``, one without ``kind`` (before probe kinds) is all ``all`` kinds."""
+    df = read_parquet(path, columns=[c for c in SUMMARY_COLUMNS if c not in ("subset", "kind")])
+    for col in ("subset", "kind"):
+        if col not in df.columns:
+            df[col] = "all"
     df = df.loc[~df["variant"].isin(NOT_VARIANTS), list(SUMMARY_COLUMNS)].copy()
-    for col in ("model", "variant", "split", "subset", "metric"):
+    for col in ("model", "variant", "split", "subset", "kind", "metric"):
         df[col] = df[col].astype(str)
     df["value"] = pd.to_numeric(df["value"], errors="coerce")
     return df.reset_index(drop=True)

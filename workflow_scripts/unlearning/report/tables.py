@@ -84,6 +84,9 @@ class Figures:
     """Fast lookups in the summary's long table."""
 
     def __init__(self, summary: pd.DataFrame):
+        # figures over every probe kind; the per-kind rows stay in ``by_kind`` (see :func:`kind_rows`)
+        self.by_kind = summary if "kind" in summary.columns else summary.assign(kind="all")
+        summary = self.by_kind[self.by_kind["kind"] == "all"]
         self.summary = summary
         keys = summary[["model", "variant", "split", "subset", "metric", "value"]].itertuples(index=False)
         self._values = {tuple(key[:-1]): key[-1] for key in keys}
