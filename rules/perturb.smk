@@ -1,5 +1,6 @@
 rule perturb:
-    """Plausible wrong answers for every forget_train question, from the perturber LLM or a pre-made file."""
+    """Plausible wrong answers for every forget and hard-retain question (QA pairs and probes, train and held-out),
+    from the perturber LLM or a pre-made file: DPO pairs use forget_train's, scoring all of them (truth ratio)."""
     input:
         unpack(perturber_inputs),
         unpack(premade_inputs),

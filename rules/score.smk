@@ -1,10 +1,12 @@
 rule score:
-    """Per-row scores of one (model, variant): ROUGE, BLEU, answer probability, TruthfulQA MC, fluency."""
+    """Per-row scores of one (model, variant): ROUGE, BLEU, answer probability, truth ratio (against the perturbation
+    stage's wrong answers), extraction strength, memorization, membership scores, TruthfulQA MC, fluency."""
     input:
         unpack(adapter_inputs),
         generations="results/generate/{model}/{variant}.parquet",
         model="results/models/{model}",
         truthfulqa="results/data/truthfulqa.parquet",
+        perturbations="results/perturb/perturbations.parquet",
     output:
         "results/score/{model}/{variant}.parquet",
     params:

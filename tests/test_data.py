@@ -42,7 +42,7 @@ def persons(tmp_path: Path) -> dict:
 
 def test_split_holds_out_every_forgotten_person(persons: dict) -> None:
     qa = build_qa(persons, 0.2, seed=1)
-    assert list(qa.columns) == ["id", "person", "question", "answer", "split"]
+    assert list(qa.columns) == ["id", "person", "question", "answer", "split", "kind"]
     counts = qa.groupby(["person", "split"]).size().to_dict()
     assert counts[("Ada", "forget_test")] == 1 and counts[("Ada", "forget_train")] == 4
     assert counts[("Bob", "forget_test")] == 2 and counts[("Bob", "forget_train")] == 8

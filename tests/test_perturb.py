@@ -223,5 +223,5 @@ def test_premade_json_and_no_match(tmp_path: Path) -> None:
     result = perturb_from_file(path, forget, forget.iloc[0:0], seed=0)
     assert list(result.table["perturbed"]) == ["Paris", "Rome"] and result.stats["questions_without_perturbation"] == 3
     path.write_text(json.dumps([{"question": "Unrelated?", "correct_answer": "x", "wrong_answers": ["y"]}]))
-    with pytest.raises(InputError, match="matches a forget_train question"):
+    with pytest.raises(InputError, match="matches a question to perturb"):
         perturb_from_file(path, forget, forget.iloc[0:0], seed=0)

@@ -123,7 +123,7 @@ def test_pandas_index_csv_in_wpu_shape_loads(tmp_path: Path, wikipage: bool) -> 
     qa = build_qa(
         {"columns": WPU_COLUMNS, "forget": {"source": "local", "path": str(tmp_path / "forget.csv")}}, 0.25, 0
     )
-    assert list(qa.columns) == ["id", "person", "question", "answer", "split"]
+    assert list(qa.columns) == ["id", "person", "question", "answer", "split", "kind"]
     assert sorted(qa["answer"]) == ["A0", "A1", "A2", "A3"] and set(qa["person"]) == {"Benedetto Varchi"}
     assert qa["split"].value_counts().to_dict() == {"forget_train": 3, "forget_test": 1}
 

@@ -1,4 +1,4 @@
-"""Snakemake entry: wrong answers for the forget questions (rule perturb)."""
+"""Snakemake entry: wrong answers for every scored forget and hard-retain question (rule perturb)."""
 
 import sys
 from pathlib import Path
@@ -13,7 +13,7 @@ smk = snakemake  # noqa: F821 (injected by Snakemake)
 with stage("perturb", smk.log) as log:
     from unlearning.models import Manifest, load_model, pick_device, resolve
     from unlearning.parquet_io import read_parquet, write_parquet
-    from unlearning.perturb import combine, empty_table, forget_questions, perturb_from_file, perturb_with_model
+    from unlearning.perturb import combine, empty_table, perturb_from_file, perturb_with_model, scored_questions
 
     cfg, seed = smk.params.cfg, smk.params.seed
 
@@ -27,9 +27,12 @@ with stage("perturb", smk.log) as log:
             model, tokenizer, questions, cfg, perturber=cfg["model"], seed=seed, chat_template=smk.params.chat_template
         )
 
-    train, held_out = forget_questions(read_parquet(smk.input.qa))
+    # every scored forget and hard-retain question (pairs and probes, train and held-out): the truth ratio and the
+    # multiple-choice figures need wrong answers for all of them; build_pairs takes only forget_train's QA pairs
+    train = scored_questions(read_parquet(smk.input.qa))
     if cfg.get("premade"):
-        result = perturb_from_file(smk.input.premade, train, held_out, seed=seed, threshold=cfg["rouge_threshold"])
+        threshold = cfg["rouge_threshold"]
+        result = perturb_from_file(smk.input.premade, train, train.iloc[:0], seed=seed, threshold=threshold)
         uncovered = result.stats["uncovered_ids"]
         if uncovered and cfg.get("model") and cfg.get("fill_missing", True):
             log.info("perturb: the perturber %s answers %d uncovered question(s)", cfg["model"], len(uncovered))
@@ -37,8 +40,8 @@ with stage("perturb", smk.log) as log:
         elif uncovered:
             why = "perturb.fill_missing is false" if cfg.get("model") else "no perturber (perturb.model) is configured"
             log.warning(
-                "perturb: %d forget_train question(s) stay without a wrong-answer pair (%s); they are trained on only "
-                "through refusals, if perturb.refusals is on",
+                "perturb: %d question(s) stay without a wrong answer (%s): no truth ratio for them, and forget_train "
+                "ones are trained on only through refusals, if perturb.refusals is on",
                 len(uncovered),
                 why,
             )

@@ -12,6 +12,7 @@ smk = snakemake  # noqa: F821 (injected by Snakemake)
 
 with stage("score", smk.log) as log:
     from unlearning.evaluation import score_answers
+    from unlearning.field_scores import wrong_answers
     from unlearning.models import Manifest, load_model, pick_device
     from unlearning.parquet_io import read_parquet, write_parquet
     from unlearning.prompting import PromptStyle
@@ -28,6 +29,7 @@ with stage("score", smk.log) as log:
         read_parquet(smk.input.truthfulqa),
         PromptStyle(**smk.params.style),
         batch_size=smk.params.cfg["batch_size"],
+        wrong=wrong_answers(read_parquet(smk.input.perturbations)),
     )
     log.info("scored %d rows", len(scores))
     write_parquet(

@@ -419,7 +419,7 @@ def perturb_from_file(
     seed: int,
     threshold: float = 0.5,
 ) -> PerturbResult:
-    """Pre-made wrong answers matched to the forget_train questions by normalised question text.
+    """Pre-made wrong answers matched to ``forget`` (the questions to perturb) by normalised question text.
 
     Every pre-made answer passes the same filters as the perturber's (:class:`CandidateFilter`), with the same
     counted reasons. ``stats["uncovered_ids"]`` lists the forget_train questions left without any wrong answer
@@ -443,8 +443,8 @@ def perturb_from_file(
         filters[qid].offer(clean_candidate(wrong))
     if not filters:
         raise InputError(
-            f"{path}: none of its {len({normalize(q) for q, _, _ in triples})} questions matches a forget_train "
-            "question (matching ignores case, spaces and punctuation); check that the file belongs to this forget set"
+            f"{path}: none of its {len({normalize(q) for q, _, _ in triples})} questions matches a question to "
+            "perturb (matching ignores case, spaces and punctuation); check that the file belongs to this forget set"
         )
     if unmatched:
         log.warning("%s: %d question(s) match no forget question and were not used", path, len(unmatched))
@@ -501,7 +501,20 @@ def empty_table() -> pd.DataFrame:
 
 
 def forget_questions(qa: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The forget_train questions (to perturb) and the held-out forget_test ones (never trained on)."""
+    """The forget_train QA pairs (the DPO pairs' questions) and the held-out forget_test ones (never trained on);
+    probe rows (``kind`` other than ``qa``) are scored only, never trained on."""
+    if "kind" in qa.columns:
+        qa = qa[qa["kind"] == "qa"]
     return qa[qa["split"] == "forget_train"].reset_index(drop=True), qa[qa["split"] == "forget_test"].reset_index(
         drop=True
     )
+
+
+SCORED_ROLES = ("forget_", "retain_")
+
+
+def scored_questions(qa: pd.DataFrame) -> pd.DataFrame:
+    """Every question (QA pair or probe) of the forget and hard-retain sets, train and held-out: the perturbation
+    stage writes wrong answers for all of them, which the scoring stage needs for the truth ratio and the
+    multiple-choice figures. Only the forget_train QA pairs' wrong answers ever become DPO pairs."""
+    return qa[qa["split"].astype(str).str.startswith(SCORED_ROLES)].reset_index(drop=True)

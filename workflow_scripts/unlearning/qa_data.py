@@ -4,6 +4,12 @@ The split decides what the model is trained on and what it is scored on, so it m
 seed gives byte-identical Parquet), must hold out questions of every person of every set (forget, hard retain,
 general), so that no headline figure is computed on a question a method trained on (the forget term trains on
 forget_train, the retain term on retain_train/general_train), and must never put one person on both sides.
+
+Probes (RWKU's idea): a person file may carry, besides its QA pairs, probe rows that ask the same facts another way.
+Their ``kind`` column (optional; empty or absent means ``qa``) is one of :data:`KINDS`, and ``probe_of`` (optional)
+names the question of the person's QA pair the probe tests. Only ``qa`` rows are split and trained on; a probe takes
+the split of the pair it probes (a probe of a held-out fact is held out too), or the set's ``_test`` split when it
+names none. Columns named ``kind`` and ``probe_of`` are picked up without a mapping.
 """
 
 from __future__ import annotations
@@ -21,9 +27,14 @@ import pandas as pd
 
 from .data_sources import describe, load_source, map_columns
 from .errors import InputError, capped
+from .truthfulqa import from_multiple_choice, is_multiple_choice
 
 log = logging.getLogger(__name__)
-QA_COLUMNS = ["id", "person", "question", "answer", "split"]
+QA_COLUMNS = ["id", "person", "question", "answer", "split", "kind"]
+#: probe kinds: the QA pair itself, fill-in-the-blank, a reworded question, the truth among wrong options (scored
+#: by generation and by likelihood), the fact given and the person asked, and a jailbreak-style prefix
+KINDS = ("qa", "cloze", "paraphrase", "multiple_choice", "reverse", "prefix_injection")
+PROBE_COLUMNS = ("kind", "probe_of")
 ROLES = ("forget", "retain", "general")
 SPLITS = tuple(f"{role}_{part}" for role in ROLES for part in ("train", "test"))
 TRAIN_SPLITS = tuple(s for s in SPLITS if s.endswith("_train"))
@@ -56,6 +67,15 @@ def clean_qa(df: pd.DataFrame, where: str) -> pd.DataFrame:
             if value is None or (isinstance(value, float) and pd.isna(value)) or not str(value).strip():
                 raise InputError(f"{where}: data row {i + 1}: column {column!r} is empty (expected text)")
         df[column] = values.map(lambda v: " ".join(str(v).split()))
+    kinds = df["kind"] if "kind" in df.columns else pd.Series("qa", index=df.index)
+    kinds = kinds.map(lambda v: "qa" if v is None or (isinstance(v, float) and pd.isna(v)) else str(v).strip() or "qa")
+    bad = ~kinds.isin(KINDS)
+    if bad.any():
+        i = int(bad.idxmax())
+        raise InputError(f"{where}: data row {i + 1}: kind {kinds[i]!r} is not one of {', '.join(KINDS)}")
+    df["kind"] = kinds
+    if "probe_of" in df.columns:
+        df["probe_of"] = df["probe_of"].map(lambda v: "" if v is None or pd.isna(v) else " ".join(str(v).split()))
     dup = df["question"].duplicated(keep="first")
     if dup.any():
         i = int(dup.idxmax())
@@ -138,6 +158,9 @@ def build_qa(persons: Mapping[str, Any], fraction: float, seed: int, warnings: l
         where = describe(spec)
         raw = load_source(spec)
         mapping = {**persons["columns"], **(spec.get("columns") or {})}
+        for column in PROBE_COLUMNS:  # probe columns under their own names need no mapping
+            if column not in mapping and column in raw.columns:
+                mapping[column] = column
         tables[role] = clean_qa(map_columns(raw, mapping, where), where)
     if "forget" not in tables:
         raise InputError("config key data.persons.forget is required: nothing to forget")
@@ -158,7 +181,10 @@ def build_qa(persons: Mapping[str, Any], fraction: float, seed: int, warnings: l
                 raise InputError(f"{describe(persons[role])}: question {question!r} also appears in {seen[question]}")
             seen[question] = describe(persons[role])
         df = df.copy()
-        df["split"], notes = split_person_set(df, role, fraction, seed)
+        is_qa = df["kind"] == "qa"
+        df["split"] = pd.Series(f"{role}_test", index=df.index)
+        df.loc[is_qa, "split"], notes = split_person_set(df[is_qa], role, fraction, seed)
+        notes += probe_splits(df, role, describe(persons[role]))
         for note in notes:
             log.warning("split: %s", note)
         if warnings is not None:
@@ -169,6 +195,30 @@ def build_qa(persons: Mapping[str, Any], fraction: float, seed: int, warnings: l
     order = {s: i for i, s in enumerate(SPLITS)}
     qa = qa.sort_values(["split", "person", "question"], key=lambda c: c.map(order) if c.name == "split" else c)
     return qa[QA_COLUMNS].reset_index(drop=True)
+
+
+def probe_splits(df: pd.DataFrame, role: str, where: str) -> list[str]:
+    """Give every probe row of ``df`` (``kind`` other than ``qa``; ``split`` already set on the QA rows) the split
+    of the QA pair of the same person its ``probe_of`` names (case and spacing ignored), in place; a probe naming
+    no pair, or one that is not there, keeps ``{role}_test``. Returns the warnings (probes whose pair is missing)."""
+    if "probe_of" not in df.columns:
+        return []
+    key = lambda text: " ".join(str(text).casefold().split())  # noqa: E731
+    qa = df[df["kind"] == "qa"]
+    split_of = {(p, key(q)): s for p, q, s in zip(qa["person"], qa["question"], qa["split"], strict=True)}
+    missing = []
+    for i in df.index[(df["kind"] != "qa") & (df["probe_of"] != "")]:
+        found = split_of.get((df.at[i, "person"], key(df.at[i, "probe_of"])))
+        if found is None:
+            missing.append(df.at[i, "question"])
+        else:
+            df.at[i, "split"] = found
+    if missing:
+        return [
+            f"{where}: {len(missing)} probe(s) name a probe_of question that is not a QA pair of the same person; "
+            f"they are scored in {role}_test: {capped(missing)}"
+        ]
+    return []
 
 
 def parse_printed_list(text: str) -> list[str] | None:
@@ -226,9 +276,21 @@ def _as_list(value: Any, where: str, row: int, column: str) -> list[str]:
 
 
 def build_truthfulqa(spec: Mapping[str, Any], seed: int) -> pd.DataFrame:
-    """TruthfulQA items with list-valued answers, optionally a seeded subset of ``limit`` items."""
+    """TruthfulQA items with list-valued answers, optionally a seeded subset of ``limit`` items.
+
+    The official CSV and the hub's ``generation`` config go through the ``columns`` mapping; the hub's
+    ``multiple_choice`` config (``mc1_targets``, ``mc2_targets``) is recognised by its columns and converted by
+    :func:`unlearning.truthfulqa.from_multiple_choice` (its items then carry ``mc1_incorrect``, lm-eval's MC1 options).
+    """
     where = describe(spec)
-    df = map_columns(load_source(spec), spec["columns"], where).reset_index(drop=True)
+    raw = load_source(spec)
+    multiple_choice = is_multiple_choice(raw)
+    if multiple_choice:
+        df = from_multiple_choice(raw, where)
+        names = {c: c for c in df.columns}
+    else:
+        df = map_columns(raw, spec["columns"], where).reset_index(drop=True)
+        names = spec["columns"]
     rows = []
     for i, rec in enumerate(df.to_dict("records")):
         question = str(rec.get("question") or "").strip()
@@ -241,11 +303,13 @@ def build_truthfulqa(spec: Mapping[str, Any], seed: int) -> pd.DataFrame:
                 "category": str(rec.get("category") or ""),
                 "question": question,
                 "best_answer": best,
-                "correct_answers": _as_list(rec["correct_answers"], where, i, spec["columns"]["correct_answers"]),
-                "incorrect_answers": _as_list(rec["incorrect_answers"], where, i, spec["columns"]["incorrect_answers"]),
+                "correct_answers": _as_list(rec["correct_answers"], where, i, names["correct_answers"]),
+                "incorrect_answers": _as_list(rec["incorrect_answers"], where, i, names["incorrect_answers"]),
             }
         )
-    out = pd.DataFrame(rows, columns=TRUTHFULQA_COLUMNS)
+        if multiple_choice:
+            rows[-1]["mc1_incorrect"] = _as_list(rec["mc1_incorrect"], where, i, "mc1_targets")
+    out = pd.DataFrame(rows, columns=TRUTHFULQA_COLUMNS + (["mc1_incorrect"] if multiple_choice else []))
     dup = out["question"].duplicated()
     if dup.any():
         raise InputError(f"{where}: data row {int(dup.idxmax()) + 1} repeats a question: {out.question[dup].iloc[0]!r}")
