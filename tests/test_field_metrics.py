@@ -332,3 +332,33 @@ def test_score_answers_adds_the_field_columns_in_one_pass(tiny_manifest):
     assert math.isnan(truthful["truth_ratio"]) and math.isnan(truthful["extraction_strength"])
     assert truthful["mc1"] in (0.0, 1.0)
     assert scores.set_index("id").loc["r1", "fluency_entropy"] == 0.0  # empty generation
+
+
+@pytest.mark.parametrize("which", ["tiny_manifest", "tiny_gemma3_manifest"])
+def test_shared_prompt_pass_equals_separate_full_passes(which, request):
+    """Requests sharing a prompt run it once (KV cache copied to each continuation); every result must equal a plain
+    full forward pass of prompt + continuation, for Llama and for Gemma3 (sliding-window layers), with prompts of
+    different lengths in one batch, one-token continuations, and the continuation chunking."""
+    import torch
+
+    from unlearning.likelihood import continuation_logliks
+    from unlearning.models import load_model
+
+    model, tokenizer = load_model(request.getfixturevalue(which), device=torch.device("cpu"))
+    long_prompt = "Question: " + "tell me more about the old stone bridge and its builders, " * 3 + "Who?\nAnswer:"
+    # 6 multi-token continuations of one prompt: more than one chunk (4 x batch_size rows) of cache copies
+    prompts = ["Q: Who?\nA:"] * 7 + [long_prompt] * 3 + ["Hi"]
+    conts = ["Ada Lovelace.", "No", "a b c d e f g", "Grace Hopper", "Alan Turing", "Kurt Godel", "Emmy Noether",
+             "Charles Babbage", "x", "the analytical engine", "there"]
+    lls = continuation_logliks(model, tokenizer, prompts, conts, batch_size=1, details=True)
+    for prompt, cont, ll in zip(prompts, conts, lls, strict=True):
+        p = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        c = tokenizer(" " + cont.strip(), add_special_tokens=False)["input_ids"]  # "" is one space token
+        with torch.no_grad():
+            logp = torch.log_softmax(model(torch.tensor([p + c])).logits[0].float(), -1)
+        rows = logp[len(p) - 1 : len(p) - 1 + len(c)]
+        assert ll.tokens == len(c)
+        assert ll.total == pytest.approx(sum(float(rows[i, t]) for i, t in enumerate(c)), abs=1e-4)
+        assert list(ll.greedy) == [int(rows[i].argmax()) == t for i, t in enumerate(c)]
+    batched = continuation_logliks(model, tokenizer, prompts, conts, batch_size=8)
+    assert [b.total for b in batched] == pytest.approx([x.total for x in lls], abs=1e-4)

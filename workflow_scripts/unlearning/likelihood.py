@@ -10,6 +10,8 @@ membership scores need (:mod:`unlearning.metrics`), without another forward pass
 
 from __future__ import annotations
 
+import copy
+import inspect
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -79,55 +81,98 @@ def continuation_logliks(
         log.warning("%s: %d of %d continuations truncated to %d tokens in all", desc, truncated, len(pairs), max_length)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
+    # Requests that share a prompt (a question's true and wrong answers, a TruthfulQA item's options) share one
+    # prompt pass: the prompt runs once with a KV cache, then all its continuations run as one batch on copies of
+    # that cache. The prompt is most of each request's tokens, so this is what keeps the scoring stage's cost
+    # near one pass per question however many answers each question has.
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for index, (p, _, _) in enumerate(pairs):
+        if not p:
+            raise ValueError(f"{desc}: request {index} has an empty prompt (no position predicts its first token)")
+        groups.setdefault(tuple(p), []).append(index)
+    items = list(groups.items())
+    results: list[LogLik | None] = [None] * len(pairs)
+    max_rows = max(1, 4 * batch_size)  # continuation rows per forward pass
+    # transformers renames ``past_key_values`` to ``cache`` (the old name warns until its removal)
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    cache_arg = "cache" if "cache" in inspect.signature(type(base).forward).parameters else "past_key_values"
+
+    def row_result(step: torch.Tensor, c: list[int], detail: bool) -> LogLik:
+        """A continuation's LogLik from ``step``: one row of logits per continuation token (row t predicts c[t])."""
+        target = torch.tensor(c, device=step.device)
+        if not detail:
+            lp = step.gather(1, target[:, None]).squeeze(1) - torch.logsumexp(step, dim=-1)
+            return LogLik(float(lp.sum()), len(c))
+        logp = torch.log_softmax(step, dim=-1)
+        lp = logp.gather(1, target[:, None]).squeeze(1)
+        probs = logp.exp()
+        # 0 * log 0 is 0 here: a probability that underflows to 0 has log-prob -inf, masked out
+        finite_logp = torch.where(probs > 0, logp, torch.zeros_like(logp))
+        mean = (probs * finite_logp).sum(-1)
+        var = ((probs * finite_logp.square()).sum(-1) - mean.square()).clamp(min=0.0)
+        return LogLik(
+            float(lp.sum()),
+            len(c),
+            token_logprobs=tuple(lp.tolist()),
+            greedy=tuple((step.argmax(-1) == target).tolist()),
+            vocab_mean=tuple(mean.tolist()),
+            vocab_var=tuple(var.tolist()),
+        )
+
     @torch.inference_mode()
-    def run(batch: list[tuple[list[int], list[int], bool]]) -> list[LogLik]:
-        # Left padding ends every row at the same column, so the LM head needs only the last ``keep`` positions
-        # (those that predict a continuation token) instead of every prompt position: the head is the costliest
-        # layer of a small model with a large vocabulary. Position ids skip the padding, as in generation.
-        width = max(len(p) + len(c) for p, c, _ in batch)
-        keep = max(len(c) for _, c, _ in batch) + 1
+    def run(batch: list[tuple[tuple[int, ...], list[int]]]) -> list[int]:
+        device = model.device
+        # 1. every prompt once, left-padded (position ids skip the padding, as in generation); the LM head runs on
+        #    the last position only, which predicts each continuation's first token
+        width = max(len(p) for p, _ in batch)
         ids = torch.full((len(batch), width), pad, dtype=torch.long)
         mask = torch.zeros_like(ids)
-        for row, (p, c, _) in enumerate(batch):
-            seq = p + c
-            ids[row, width - len(seq) :] = torch.tensor(seq)
-            mask[row, width - len(seq) :] = 1
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        logits = model(
-            input_ids=ids.to(model.device),
-            attention_mask=mask.to(model.device),
-            position_ids=positions.to(model.device),
-            logits_to_keep=keep,
-        ).logits.float()
-        results = []
-        for row, (_, c, detail) in enumerate(batch):
-            if not c:
-                results.append(LogLik(0.0, 0))
-                continue
-            # the last ``keep`` positions; position t predicts token t + 1, the last one predicts nothing
-            step = logits[row, keep - 1 - len(c) : keep - 1]
-            target = torch.tensor(c, device=step.device)
-            if not detail:
-                lp = step.gather(1, target[:, None]).squeeze(1) - torch.logsumexp(step, dim=-1)
-                results.append(LogLik(float(lp.sum()), len(c)))
-                continue
-            logp = torch.log_softmax(step, dim=-1)
-            lp = logp.gather(1, target[:, None]).squeeze(1)
-            probs = logp.exp()
-            # 0 * log 0 is 0 here: a probability that underflows to 0 has log-prob -inf, masked out
-            finite_logp = torch.where(probs > 0, logp, torch.zeros_like(logp))
-            mean = (probs * finite_logp).sum(-1)
-            var = ((probs * finite_logp.square()).sum(-1) - mean.square()).clamp(min=0.0)
-            results.append(
-                LogLik(
-                    float(lp.sum()),
-                    len(c),
-                    token_logprobs=tuple(lp.tolist()),
-                    greedy=tuple((step.argmax(-1) == target).tolist()),
-                    vocab_mean=tuple(mean.tolist()),
-                    vocab_var=tuple(var.tolist()),
-                )
-            )
-        return results
+        for row, (p, _) in enumerate(batch):
+            ids[row, width - len(p) :] = torch.tensor(p)
+            mask[row, width - len(p) :] = 1
+        out = model(
+            input_ids=ids.to(device),
+            attention_mask=mask.to(device),
+            position_ids=(mask.cumsum(-1) - 1).clamp(min=0).to(device),
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        first = out.logits[:, -1].float()
+        cache = out.past_key_values
+        lengths = mask.sum(-1)
+        # 2. the continuations (longer than one token) on copies of their prompt's cache, right-padded: padding
+        #    after the real tokens cannot change them under the causal mask
+        rows = [(row, i) for row, (_, members) in enumerate(batch) for i in members]
+        for row, i in rows:
+            p, c, detail = pairs[i]
+            if len(c) <= 1:
+                results[i] = row_result(first[row : row + 1, :], c, detail) if c else LogLik(0.0, 0)
+        longer = [(row, i) for row, i in rows if len(pairs[i][1]) > 1]
+        for start in range(0, len(longer), max_rows):
+            chunk = longer[start : start + max_rows]
+            tail = max(len(pairs[i][1]) for _, i in chunk) - 1  # the last token predicts nothing
+            cont = torch.full((len(chunk), tail), pad, dtype=torch.long)
+            cont_mask = torch.zeros_like(cont)
+            for r, (_, i) in enumerate(chunk):
+                c = pairs[i][1][:-1]
+                cont[r, : len(c)] = torch.tensor(c)
+                cont_mask[r, : len(c)] = 1
+            index = torch.tensor([row for row, _ in chunk])
+            chunk_cache = copy.deepcopy(cache) if start + max_rows < len(longer) else cache
+            chunk_cache.batch_select_indices(index.to(device))
+            positions = lengths[index][:, None] + torch.arange(tail)[None, :]
+            logits = model(
+                input_ids=cont.to(device),
+                attention_mask=torch.cat([mask[index], cont_mask], dim=1).to(device),
+                position_ids=positions.to(device),
+                use_cache=True,
+                **{cache_arg: chunk_cache},
+            ).logits.float()
+            for r, (row, i) in enumerate(chunk):
+                _, c, detail = pairs[i]
+                step = torch.cat([first[row : row + 1], logits[r, : len(c) - 1]], dim=0)
+                results[i] = row_result(step, c, detail)
+        return [0] * len(batch)
 
-    return run_batched(pairs, run, batch_size=batch_size, sort_key=lambda pc: len(pc[0]) + len(pc[1]), desc=desc)
+    run_batched(items, run, batch_size=batch_size, sort_key=lambda g: len(g[0]), desc=desc)
+    return results  # type: ignore[return-value]
