@@ -184,3 +184,25 @@ def test_hub_configs_load_and_mc1_uses_mc1_targets(tmp_path: Path, tiny_manifest
                                         strict=True)}  # fmt: skip
     assert scores.iloc[0]["mc1"] == mc1(ll["No"], [ll["Yes"], ll["Only in Kansas"]])
     assert scores.iloc[0]["mc2"] == pytest.approx(mc2([ll["No"], ll["It is round"]], [ll["Yes"]]), rel=1e-4)
+
+
+def test_report_table_by_probe_kind() -> None:
+    from unlearning.report.render import kinds_table
+    from unlearning.report.tables import Figures, kind_rows
+
+    summary = build_summary(
+        {("m", "base"): scores_table({"qa": 1.0, "cloze": 0.5}), ("m", "npo"): scores_table({"qa": 0.0, "cloze": 0.5})}
+    )
+    fig = Figures(summary)
+    assert set(fig.summary["kind"]) == {"all"}  # the main tables read figures over all kinds
+    rows = kind_rows(fig, "m", ["base", "npo"])
+    got = {(r["split"], r["kind"], r["metric"]): r["cells"]["npo"].verdict for r in rows}
+    # ROUGE-L recall falls 1.0 -> 0.0 on forget QA (good), stays on cloze (same); neighbours unchanged
+    assert got[("forget_test", "qa", "rougeL_recall")] == "good"
+    assert got[("forget_test", "cloze", "rougeL_recall")] == "neutral"
+    assert ("retain_test", "cloze", "choice_accuracy") in got
+    assert [r["kind"] for r in rows if r["split"] == "forget_test"][:2] == ["qa", "qa"]  # qa first, then probes
+    assert kinds_table(fig, "m", ["base", "npo"])["headers"][:2] == ["split", "probe kind"]
+    # a summary without probes (WPU) has no such table
+    plain = build_summary({("m", "base"): scores_table({"qa": 1.0, "cloze": 0.5}).assign(kind="qa")})
+    assert kind_rows(Figures(plain), "m", ["base"]) == []

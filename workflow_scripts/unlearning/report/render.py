@@ -36,6 +36,7 @@ from .tables import (
     Figures,
     change_cell,
     finite,
+    kind_rows,
     metric_rows,
     ordered,
     ranking,
@@ -183,6 +184,15 @@ def metrics_table(fig: Figures, model: str, variants: Sequence[str]) -> dict[str
         for r in metric_rows(fig, model, variants)
     ]
     return table(["split", "subset", "n", "metric", *variants], rows, "metrics")
+
+
+def kinds_table(fig: Figures, model: str, variants: Sequence[str]) -> dict[str, Any] | None:
+    rows = [
+        [r["split"], r["kind"], fmt_count(r["n"]), METRIC_LABELS[r["metric"]]]
+        + [figure_cell(r["metric"], r["cells"][v]) for v in variants]
+        for r in kind_rows(fig, model, variants)
+    ]
+    return table(["split", "probe kind", "n", "metric", *variants], rows, "metrics") if rows else None
 
 
 def training_table(logs: Mapping[str, pd.DataFrame]) -> dict[str, Any] | None:
@@ -343,6 +353,7 @@ def build_context(
                 "anchor": f"model-{safe_name(model)}",
                 "notes": notes,
                 "metrics": metrics_table(fig, model, variants),
+                "kinds": kinds_table(fig, model, variants),
                 "splits_img": _image(splits_png, f"ROUGE-L recall by split, {model}", out_md),
                 "training": training_table(logs.get(model, {})),
                 "training_img": _image(training_png, f"training curves, {model}", out_md),

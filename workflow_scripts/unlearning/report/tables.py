@@ -35,6 +35,8 @@ SPLIT_ORDER = (
     metric_registry.OVERALL,
 )
 SUBSETS = ("all", "known")
+#: probe kinds in table order (qa_data.KINDS)
+KIND_ORDER = ("qa", "cloze", "paraphrase", "multiple_choice", "reverse", "prefix_injection")
 TOLERANCE = metric_registry.DEFAULT_TOLERANCE
 PERPLEXITY_REL_TOLERANCE = metric_registry.get("perplexity").tolerance
 N_EXAMPLES = 3
@@ -142,6 +144,44 @@ def metric_rows(fig: Figures, model: str, variants: Sequence[str]) -> list[dict[
                     cells[variant] = Cell(value, change, judge_change(metric, split, base, value))
                 if any(finite(c.value) for c in cells.values()):
                     rows.append({"split": split, "subset": subset, "metric": metric, "n": n, "cells": cells})
+    return rows
+
+
+#: metrics of the per-probe-kind table: the headline and the likelihood choice among wrong answers
+KIND_METRICS = (HEADLINE, "choice_accuracy")
+
+
+def kind_rows(fig: Figures, model: str, variants: Sequence[str]) -> list[dict[str, Any]]:
+    """Per (split, probe kind) of the splits that carry probes (subset ``all``): ``split, kind, metric, n`` and
+    ``cells`` (a :class:`Cell` per variant, verdicts as in :func:`metric_rows`); empty without probe kinds."""
+    table = fig.by_kind
+    table = table[(table["model"] == model) & (table["subset"] == "all") & (table["kind"] != "all")]
+    rows: list[dict[str, Any]] = []
+    probed = set(table.loc[table["kind"] != "qa", "split"])
+    if not probed:
+        return rows
+    keyed = table[["variant", "split", "kind", "metric", "value"]].itertuples(index=False)
+    values = {tuple(k[:-1]): k[-1] for k in keyed}
+
+    def value(variant: str, split: str, kind: str, metric: str) -> float:
+        v = values.get((variant, split, kind, metric), math.nan)
+        return float(v) if finite(v) else math.nan
+
+    for split in ordered(SPLIT_ORDER, table["split"]):
+        if split not in probed:
+            continue
+        for kind in ordered(KIND_ORDER, table.loc[table["split"] == split, "kind"]):
+            for metric in KIND_METRICS:
+                base = value(BASE, split, kind, metric)
+                cells = {BASE: Cell(base)}
+                for variant in variants:
+                    if variant != BASE:
+                        v = value(variant, split, kind, metric)
+                        change = v - base if finite(v) and finite(base) else math.nan
+                        cells[variant] = Cell(v, change, judge_change(metric, split, base, v))
+                if any(finite(c.value) for c in cells.values()):
+                    rows.append({"split": split, "kind": kind, "metric": metric,
+                                 "n": value(BASE, split, kind, "n"), "cells": cells})  # fmt: skip
     return rows
 
 
