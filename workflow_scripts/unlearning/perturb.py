@@ -439,7 +439,11 @@ def perturb_from_file(
             (held if key in test_q else unmatched).add(key)
             continue
         if qid not in filters:
-            filters[qid] = CandidateFilter(by_id.at[qid, "answer"], by_id.at[qid, "question"], threshold)
+            # a multiple-choice probe lists its options in the question, so no option has words of its own there:
+            # its wrong answers are judged against the truth alone
+            multiple_choice = "kind" in by_id.columns and by_id.at[qid, "kind"] == "multiple_choice"
+            asked = "" if multiple_choice else by_id.at[qid, "question"]
+            filters[qid] = CandidateFilter(by_id.at[qid, "answer"], asked, threshold)
         filters[qid].offer(clean_candidate(wrong))
     if not filters:
         raise InputError(
