@@ -14,7 +14,14 @@ import torch
 from unlearning.errors import InputError
 from unlearning.evaluation import build_summary, likelihood_requests, score_answers
 from unlearning.perturb import forget_questions, scored_questions
-from unlearning.qa_data import KINDS, OFFICIAL_TRUTHFULQA_COLUMNS, WPU_COLUMNS, build_qa, build_truthfulqa
+from unlearning.qa_data import (
+    KINDS,
+    OFFICIAL_TRUTHFULQA_COLUMNS,
+    WPU_COLUMNS,
+    build_qa,
+    build_truthfulqa,
+    trainable,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "workflow_scripts" / "unlearning" / "sample_data"
@@ -56,7 +63,9 @@ def test_probes_follow_the_split_of_the_pair_they_probe(tmp_path: Path, caplog: 
     assert by_q.at["Which person answers A1?", "split"] == "forget_train"
     assert by_q.at["Orphan probe?", "split"] == "forget_test" and by_q.at["Free probe?", "split"] == "forget_test"
     assert "1 probe(s) name a probe_of question that is not a QA pair" in caplog.text
-    # probes are never trained on: the DPO pairs' questions are forget_train's QA pairs only
+    # probes are never trained on: the DPO pairs' questions are forget_train's QA pairs only, and the retain term's
+    # rows come from trainable()
+    assert set(trainable(qa)["kind"]) == {"qa"} and len(trainable(qa)) == len(plain)
     train, held_out = forget_questions(qa)
     assert set(train["kind"]) == {"qa"} and set(held_out["kind"]) == {"qa"}
     # but every forget and retain question, probes included, gets wrong answers for scoring

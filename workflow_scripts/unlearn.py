@@ -14,10 +14,11 @@ with stage("unlearn", smk.log) as log:
     from unlearning.models import Manifest
     from unlearning.parquet_io import read_parquet, write_parquet
     from unlearning.prompting import PromptStyle
+    from unlearning.qa_data import trainable
     from unlearning.training import train
 
     cfg = smk.params.cfg
-    qa = read_parquet(smk.input.qa)
+    qa = trainable(read_parquet(smk.input.qa))  # probes are scored, never trained on
     result = train(
         Manifest.load(f"{smk.input.model}/model.json"),
         cfg,

@@ -197,6 +197,11 @@ def build_qa(persons: Mapping[str, Any], fraction: float, seed: int, warnings: l
     return qa[QA_COLUMNS].reset_index(drop=True)
 
 
+def trainable(qa: pd.DataFrame) -> pd.DataFrame:
+    """The QA pairs a method may train on (forget term, retain term): probes are scored, never trained on."""
+    return qa[qa["kind"] == "qa"] if "kind" in qa.columns else qa
+
+
 def probe_splits(df: pd.DataFrame, role: str, where: str) -> list[str]:
     """Give every probe row of ``df`` (``kind`` other than ``qa``; ``split`` already set on the QA rows) the split
     of the QA pair of the same person its ``probe_of`` names (case and spacing ignored), in place; a probe naming
