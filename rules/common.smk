@@ -77,7 +77,6 @@ def preflight():
         raise WorkflowError(str(exc)) from None
 
 
-preflight()
 MODELS = list(config["models"])  # in the config's order, which the report keeps
 _canonical = sorted_keys(config)
 config.clear()
@@ -85,7 +84,18 @@ config.update(_canonical)
 # The unlearn: entries (grids expanded) and the variants scored per model: base plus one per entry. Every rule and
 # the report take the variant list from here. Entries come in sorted order, from the canonical config, so that
 # neither reordering unlearn: nor the keys of a grid renames or reruns anything.
-UNLEARN = unlearn_entries(config)
+def checked_unlearn_entries():
+    """The expanded entries; a malformed grid or a reserved name is a config error before any job."""
+    if "base" in config["unlearn"]:
+        raise WorkflowError("config: unlearn.base: `base` is reserved for the model without an adapter; rename it")
+    try:
+        return unlearn_entries(config)
+    except ValueError as exc:
+        raise WorkflowError(f"config: {exc}") from None
+
+
+UNLEARN = checked_unlearn_entries()
+preflight()
 VARIANTS = ["base", *UNLEARN]
 SUMMARY_RUNS = [(m, v) for m in MODELS for v in VARIANTS]  # every (model, variant) the summary reads
 TRAIN_RUNTIME_FACTOR = 2  # training gets twice the runtime a model entry gives its other heavy jobs

@@ -96,7 +96,10 @@ def test_slurm_profile_plans_the_study_with_its_resources(tmp_path: Path) -> Non
             lambda c: c["unlearn"].update(x={"method": "forgetall"}),
             r"unlearn\.x: unknown unlearning method 'forgetall'",
         ),
-        (lambda c: c["unlearn"].update(base={"method": "npo"}), r"should not be valid under \{'const': 'base'\}"),
+        (
+            lambda c: c["unlearn"].update(base={"method": "npo"}),
+            r"unlearn\.base: `base` is reserved for the model without an adapter",
+        ),
         (lambda c: c["generate"].update(max_tokens=4), r"Additional properties are not allowed \('max_tokens'"),
         (lambda c: c.pop("models"), r"'models' is a required property"),
         (lambda c: c["perturb"]["refusals"].update(mode="sometimes"), r"'sometimes' is not one of"),

@@ -54,6 +54,9 @@ def _grid_axes(grid: Mapping[str, Any], prefix: tuple[str, ...] = ()) -> list[tu
         if isinstance(value, Mapping):
             axes += _grid_axes(value, path)
         elif isinstance(value, list) and value:
+            repeated = sorted({_label(v) for v in value if sum(_label(w) == _label(v) for w in value) > 1})
+            if repeated:
+                raise ValueError(f"grid key {'.'.join(path)} repeats the value(s) {', '.join(repeated)}")
             axes.append((path, value))
         else:
             raise ValueError(f"grid key {'.'.join(path)} must be a non-empty list of values, not {value!r}")
