@@ -277,8 +277,10 @@ def resolve(name: str, spec: Mapping[str, Any]) -> Manifest:
         AutoConfig.from_pretrained(path, revision=spec.get("revision"), trust_remote_code=trust)
     except OSError as exc:
         raise InputError(
-            f"model {name!r}: cannot reach {path!r} on the Hugging Face hub ({exc.__class__.__name__}). Offline, "
-            "download the checkpoint where the hub is reachable and set `path:` to its local directory"
+            f"model {name!r}: models.{name}.path {path!r} is no local directory ({Path(path).resolve()} does not "
+            f"exist), so it was tried as a Hugging Face hub id, and the hub could not be reached "
+            f"({exc.__class__.__name__}). If you meant a local folder, fix the path; offline, download the checkpoint "
+            "where the hub is reachable and set `path:` to its local directory"
         ) from exc
     return Manifest(name=name, path=path, source="hub", trust_remote_code=trust, revision=spec.get("revision"))
 
