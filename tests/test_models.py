@@ -60,7 +60,8 @@ def test_pickle_only_checkpoint_is_refused(tiny_model_dir: Path, tmp_path: Path)
 
 def test_hub_id_offline_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(InputError, match="path 'meta-llama/Llama-3.2-3B-Instruct' is no local directory.*hub could not be reached.*local directory"):
+    message = "path 'meta-llama/Llama-3.2-3B-Instruct' is no local directory.*hub could not be reached.*local directory"
+    with pytest.raises(InputError, match=message):
         import_model("llama", {"path": "meta-llama/Llama-3.2-3B-Instruct"}, tmp_path / "out")
 
 
