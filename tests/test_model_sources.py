@@ -12,6 +12,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import jsonschema
 import pandas as pd
@@ -293,8 +294,34 @@ class _ScriptedModel:
                 break
         return out
 
+    def __call__(self, input_ids, attention_mask=None, past_key_values=None, **kw):  # noqa: ANN001, ANN003, ANN204
+        """One greedy step of the pruned decoding loop: the cache stand-in records which rows are still running."""
+        if past_key_values is None:
+            past_key_values = _ScriptedCache(list(range(len(input_ids))))
+        else:
+            past_key_values.step += 1
+        step = past_key_values.step
+        self.steps = step + 1
+        vocab = max(max(a) for a in self.answers) + 1
+        logits = torch.zeros(len(past_key_values.rows), 1, vocab)
+        for j, row in enumerate(past_key_values.rows):
+            answer = self.answers[row]
+            logits[j, 0, answer[step] if step < len(answer) else 0] = 1.0
+        return SimpleNamespace(logits=logits, past_key_values=past_key_values)
 
-def test_plain_answers_end_at_their_first_line_break(tiny_manifest: Manifest) -> None:
+    forward = __call__
+
+
+class _ScriptedCache:
+    def __init__(self, rows: list[int]) -> None:
+        self.rows, self.step = rows, 0
+
+    def reorder_cache(self, index: torch.Tensor) -> None:
+        self.rows = [self.rows[i] for i in index.tolist()]
+
+
+@pytest.mark.parametrize("prune", [True, False], ids=["pruned", "model.generate"])
+def test_plain_answers_end_at_their_first_line_break(tiny_manifest: Manifest, prune: bool) -> None:
     _, tokenizer = load_model(tiny_manifest, device=torch.device("cpu"))
 
     def ids(text: str) -> list[int]:
@@ -307,12 +334,13 @@ def test_plain_answers_end_at_their_first_line_break(tiny_manifest: Manifest) ->
     ]
     answers[2] += [tokenizer.eos_token_id]
     model = _ScriptedModel(answers, tokenizer.eos_token_id)
-    outs = generate(model, tokenizer, ["Q1", "Q2", "Q3"], max_new_tokens=12, batch_size=3, stop_at_newline=True)
+    outs = generate(model, tokenizer, ["Q1", "Q2", "Q3"], max_new_tokens=12, batch_size=3, stop_at_newline=True,
+                    prune_finished=prune)  # fmt: skip
     assert [o.text for o in outs] == ["Paris is the capital.", "Lyon.", "Rome"]
     assert outs[0].new_tokens == len(ids(" Paris is the capital.\n"))
     assert model.steps < 12, "generation stops once every row has ended its line"
     kept = generate(_ScriptedModel(answers, tokenizer.eos_token_id), tokenizer, ["Q1", "Q2", "Q3"],
-                    max_new_tokens=12, batch_size=3)  # fmt: skip
+                    max_new_tokens=12, batch_size=3, prune_finished=prune)  # fmt: skip
     assert kept[0].text.startswith("Paris is the capital.\nAnswer:"), "chat answers keep their line breaks"
 
 

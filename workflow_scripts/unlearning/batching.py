@@ -8,6 +8,7 @@ results in the input order.
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Callable, Sequence
 from typing import TypeVar
@@ -57,3 +58,16 @@ def run_batched(
             pos += len(index)
             bar.update(len(index))
     return results  # type: ignore[return-value]
+
+
+def cache_kwarg(model: torch.nn.Module) -> str:
+    """The name under which this transformers version's forward takes a KV cache (``cache`` since 5.2x, before
+    that ``past_key_values``, which still works with a deprecation warning)."""
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "cache" if "cache" in inspect.signature(inner.forward).parameters else "past_key_values"
+
+
+def returned_cache(output: object) -> object:
+    """The KV cache of a forward's output, under either name."""
+    cache = getattr(output, "cache", None)
+    return cache if cache is not None else output.past_key_values

@@ -2,6 +2,12 @@
 
 Used both by the perturber (sampling several wrong answers) and by the generate stage (one greedy answer per
 question). Batching is what makes the stage cheap: the study generated one prompt at a time.
+
+Batches are length-bucketed (prompts sorted by length, so a batch holds prompts of about one length and little
+padding). Greedy decoding runs its own loop that drops every finished row (EOS, or the end of its line) from the
+batch and its KV cache at once, instead of carrying it, padded, until the longest answer of the batch ends (as
+``model.generate`` does): most answers are a short sentence, a few run to ``max_new_tokens``. It picks the same
+tokens as ``model.generate`` (``tests/test_models.py`` checks identical answers); sampling uses ``model.generate``.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from dataclasses import dataclass
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, StoppingCriteria, StoppingCriteriaList
 
-from .batching import run_batched
+from .batching import cache_kwarg, returned_cache, run_batched
 
 log = logging.getLogger(__name__)
 
@@ -99,12 +105,15 @@ def generate(
     seed: int = 0,
     stop_at_newline: bool = False,
     desc: str = "generate",
+    prune_finished: bool = True,
 ) -> list[Generation]:
     """Answers for full prompt strings (already templated), in the order of ``prompts``.
 
     A prompt that leaves no room for ``max_new_tokens`` in the model's context keeps its end (where the question
     and the generation prompt are); a warning counts them. ``stop_at_newline`` ends each answer at its first line
     break after some text (plain few-shot prompts, whose example answers end there); the line break is not kept.
+    ``prune_finished`` (greedy only) drops finished rows from the batch as they finish; off, ``model.generate``
+    decodes every row until the whole batch has finished.
     """
     tokenizer.padding_side = "left"
     eos = _eos_ids(model, tokenizer)
@@ -125,6 +134,9 @@ def generate(
     def run(batch: list[str]) -> list[Generation]:
         texts = [fitted[p] for p in batch]
         enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+        if prune_finished and not do_sample:
+            rows = greedy_pruned(model, enc["input_ids"], enc["attention_mask"], max_new_tokens, eos, breaks)
+            return [_decoded(row) for row in rows]
         kwargs = {"do_sample": do_sample, "max_new_tokens": max_new_tokens, "pad_token_id": tokenizer.pad_token_id}
         if do_sample:
             torch.manual_seed(_batch_seed(seed, batch))
@@ -134,19 +146,55 @@ def generate(
         if breaks:
             kwargs["stopping_criteria"] = StoppingCriteriaList([_LineEnd(breaks, enc["input_ids"].shape[1])])
         out = model.generate(**enc, **kwargs, use_cache=True)
-        new = out[:, enc["input_ids"].shape[1] :].tolist()
-        results = []
-        for row in new:
-            stop = next((i for i, tok in enumerate(row) if tok in eos), None)
-            kept = row if stop is None else row[:stop]
-            n = len(row) if stop is None else stop + 1
-            text = tokenizer.decode(kept, skip_special_tokens=True).strip()
-            line_end = breaks.first_line_end(kept) if breaks else None
-            if line_end is not None:
-                # the line-break token may carry the answer's last characters (".\n"): cut the text, not the ids
-                text = tokenizer.decode(kept[: line_end + 1], skip_special_tokens=True).strip().split("\n", 1)[0]
-                n = line_end + 1
-            results.append(Generation(text.strip(), n))
-        return results
+        return [_decoded(row) for row in out[:, enc["input_ids"].shape[1] :].tolist()]
+
+    def _decoded(row: list[int]) -> Generation:
+        stop = next((i for i, tok in enumerate(row) if tok in eos), None)
+        kept = row if stop is None else row[:stop]
+        n = len(row) if stop is None else stop + 1
+        text = tokenizer.decode(kept, skip_special_tokens=True).strip()
+        line_end = breaks.first_line_end(kept) if breaks else None
+        if line_end is not None:
+            # the line-break token may carry the answer's last characters (".\n"): cut the text, not the ids
+            text = tokenizer.decode(kept[: line_end + 1], skip_special_tokens=True).strip().split("\n", 1)[0]
+            n = line_end + 1
+        return Generation(text.strip(), n)
 
     return run_batched(list(prompts), run, batch_size=batch_size, sort_key=lengths.__getitem__, desc=desc)
+
+
+def greedy_pruned(
+    model: PreTrainedModel,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    max_new_tokens: int,
+    eos: set[int],
+    breaks: _LineBreaks | None = None,
+) -> list[list[int]]:
+    """Greedy new tokens per left-padded row; a row leaves the batch (and the KV cache) as soon as it has produced
+    an EOS token or, with ``breaks``, ended its first line. Each row's tokens end with the one that finished it."""
+    out: list[list[int]] = [[] for _ in range(len(input_ids))]
+    alive = list(range(len(input_ids)))
+    mask = attention_mask
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    step = model(input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1)
+    cache, next_pos, name = returned_cache(step), positions[:, -1:] + 1, cache_kwarg(model)
+    for i in range(max_new_tokens):
+        tokens = step.logits[:, -1].argmax(-1)
+        keep = []
+        for j, (row, token) in enumerate(zip(alive, tokens.tolist(), strict=True)):
+            out[row].append(token)
+            if token not in eos and not (breaks and breaks.first_line_end(out[row]) is not None):
+                keep.append(j)
+        if not keep or i == max_new_tokens - 1:
+            break
+        if len(keep) < len(alive):
+            index = torch.tensor(keep, device=input_ids.device)
+            cache.reorder_cache(index)
+            mask, next_pos, tokens = mask[index], next_pos[index], tokens[index]
+            alive = [alive[j] for j in keep]
+        mask = torch.cat([mask, mask.new_ones((len(alive), 1))], dim=1)
+        inputs = {"input_ids": tokens[:, None], "attention_mask": mask, "position_ids": next_pos, name: cache}
+        step = model(**inputs, use_cache=True)
+        next_pos = next_pos + 1
+    return out

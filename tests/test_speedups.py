@@ -1,0 +1,69 @@
+"""The inference speed-ups change no result: batched likelihoods (prompts shared by several continuations, when the
+library shares them) equal one pair at a time, and greedy decoding that drops finished rows gives the answers of
+``model.generate`` one prompt at a time."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from unlearning.generation import generate, greedy_pruned
+from unlearning.likelihood import continuation_logliks
+from unlearning.models import Manifest, load_model
+from unlearning.prompting import build_prompt
+
+LOGLIK_TOLERANCE = 1e-4  # float32; a shared prompt's cache or padding is the same computation in another order
+
+QUESTIONS = ["Who?", "Where was the famous scientist born, and in which year did she move to Paris?", "When?"]
+# a multiple-choice item's options and a probe share the first prompt; an empty continuation; a one-token one
+OPTIONS = [(0, "She was born in Warsaw."), (0, "In Paris, in 1891."), (0, "Never."), (1, "In 1867."), (2, ""),
+           (2, "Yes"), (0, "A much longer option that has many more tokens than the other options do.")]  # fmt: skip
+
+
+@pytest.mark.parametrize("which", ["tiny_manifest", "tiny_gemma3_manifest"])
+@pytest.mark.parametrize("batch_size", [1, 2, 8])
+def test_shared_prompt_likelihoods_equal_one_pair_at_a_time(
+    which: str, batch_size: int, request: pytest.FixtureRequest
+) -> None:
+    manifest: Manifest = request.getfixturevalue(which)
+    model, tokenizer = load_model(manifest, device=torch.device("cpu"))
+    prompts = [build_prompt(tokenizer, q) for q in QUESTIONS]
+    ps, cs = [prompts[i] for i, _ in OPTIONS], [c for _, c in OPTIONS]
+    shared = continuation_logliks(model, tokenizer, ps, cs, batch_size=batch_size)
+    alone = [continuation_logliks(model, tokenizer, [p], [c], batch_size=1)[0] for p, c in zip(ps, cs, strict=True)]
+    for a, b in zip(shared, alone, strict=True):
+        assert a.tokens == b.tokens
+        assert a.total == pytest.approx(b.total, abs=LOGLIK_TOLERANCE)
+    assert shared[4].tokens == 0 and shared[5].tokens >= 1
+
+
+@pytest.mark.parametrize("which", ["tiny_manifest", "tiny_gemma3_manifest"])
+@pytest.mark.parametrize("stop_at_newline", [False, True])
+def test_pruned_greedy_decoding_gives_the_answers_of_model_generate(
+    which: str, stop_at_newline: bool, request: pytest.FixtureRequest
+) -> None:
+    manifest: Manifest = request.getfixturevalue(which)
+    model, tokenizer = load_model(manifest, device=torch.device("cpu"))
+    prompts = [build_prompt(tokenizer, q, chat_template=not stop_at_newline) for q in [*QUESTIONS, "Why not?"]]
+    kwargs = {"max_new_tokens": 12, "stop_at_newline": stop_at_newline}
+    pruned = generate(model, tokenizer, prompts, batch_size=4, **kwargs)
+    reference = [generate(model, tokenizer, [p], batch_size=1, prune_finished=False, **kwargs)[0] for p in prompts]
+    assert pruned == reference and all(g.new_tokens > 0 for g in pruned)
+
+
+def test_pruned_decoding_drops_rows_that_finished(tiny_manifest: Manifest) -> None:
+    """A row whose first token is EOS leaves the batch at once: later steps run on the other rows only."""
+    model, tokenizer = load_model(tiny_manifest, device=torch.device("cpu"))
+    tokenizer.padding_side = "left"
+    enc = tokenizer([build_prompt(tokenizer, q) for q in QUESTIONS], return_tensors="pt", padding=True,
+                    add_special_tokens=False)  # fmt: skip
+    [[first], *_] = greedy_pruned(model, enc["input_ids"][:1], enc["attention_mask"][:1], 1, set())
+    widths: list[int] = []
+    handle = model.register_forward_pre_hook(lambda m, args, kw: widths.append(kw["input_ids"].shape[0]),
+                                             with_kwargs=True)  # fmt: skip
+    try:
+        rows = greedy_pruned(model, enc["input_ids"], enc["attention_mask"], 6, {first})
+    finally:
+        handle.remove()
+    assert rows[0] == [first], "the row that produced EOS stopped"
+    assert widths[0] == 3 and max(widths[1:], default=0) <= 2, widths
