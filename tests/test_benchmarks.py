@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import pandas as pd
+import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
@@ -39,3 +41,46 @@ def test_jobs_run_reads_snakemakes_job_stats() -> None:
 
 def test_matmul_probe_measures_a_real_product() -> None:
     assert matmul_flops(torch.float32, (32, 32, 32), seconds=0.05) > 1e6
+
+
+# ------------------------------------------------------------------------------------- every method vs plain Trainer
+
+
+def test_method_rows_ratio_and_loss_tolerance() -> None:
+    from bench_methods import LOSS_TOLERANCE, compare_rows, loss_agrees, steps_per_epoch
+
+    assert steps_per_epoch(25, {"batch_size": 8, "grad_accum": 1}) == 4
+    assert steps_per_epoch(25, {"batch_size": 8, "grad_accum": 3}) == 2
+    assert LOSS_TOLERANCE == (0.05, 0.05)
+    assert loss_agrees(10.4, 10.0) and not loss_agrees(10.6, 10.0), "5% of the baseline's loss"
+    assert loss_agrees(0.04, 0.0) and not loss_agrees(0.06, 0.0), "at least 0.05"
+    ours = {"seconds": 10.0, "tokens": 1000, "losses": [3.0, 2.0, 1.0, 1.0], "dtype": "bfloat16"}
+    plain = {"seconds": 40.0, "tokens": 1000, "losses": [3.0, 2.0, 1.02, 1.0], "dtype": "bf16 autocast"}
+    base, row = compare_rows("npo", ours, plain, per_epoch=2)
+    assert base["tokens_per_s"] == 25.0 and row["tokens_per_s"] == 100.0 and row["ratio_vs_baseline"] == 4.0
+    assert base["last_epoch_loss"] == 1.01 and row["last_epoch_loss"] == 1.0
+    assert row["loss_agrees"] and row["same_tokens"] and row["steps"] == 4
+
+
+@pytest.mark.parametrize("method", ["dpo", "idk_dpo", "grad_ascent", "grad_diff", "npo", "simnpo", "rmu", "undial"])
+def test_plain_baseline_trains_the_same_loss_as_the_project(tiny_manifest, tmp_path: Path, method: str) -> None:  # noqa: ANN001
+    """On the tiny model in fp32 the plain Trainer and the project's engine see the same tokens and agree on every
+    step's loss: the speed-ups (answer-position head, precomputed reference, early-exit RMU) change no result."""
+    from bench_methods import run_ours, run_plain, training_data
+    from test_training import PAIRS, STYLE, settings
+
+    qa = pd.concat([
+        pd.DataFrame({"id": PAIRS["source_id"], "person": "painter", "question": PAIRS["prompt"],
+                      "answer": PAIRS["rejected"], "split": "forget_train"}),
+        pd.DataFrame({"id": ["r0", "r1", "r2", "r3"], "person": "composer", "split": "retain",
+                      "question": [f"Where was the composer number {i} born?" for i in range(4)],
+                      "answer": [f"The composer was born in Vienna in {1700 + i}." for i in range(4)]}),
+    ])  # fmt: skip
+    retain_weight = 0.0 if method == "grad_ascent" else 1.0
+    cfg = settings(method=method, settings={}, epochs=1, learning_rate=1e-3, retain_weight=retain_weight,
+                   save_steps=10**6)  # fmt: skip
+    data = training_data(qa, PAIRS, cfg["retain_split"])
+    plain = run_plain(tiny_manifest, cfg, data, STYLE, tmp_path / "plain")
+    ours = run_ours(tiny_manifest, cfg, data, STYLE, tmp_path / "ours")
+    assert plain["tokens"] == ours["tokens"] and len(plain["losses"]) == len(ours["losses"]) == 2
+    assert ours["losses"] == pytest.approx(plain["losses"], rel=1e-3, abs=1e-4)
