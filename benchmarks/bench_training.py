@@ -72,8 +72,10 @@ class Variant:
     compact_head: bool = False
     eager_attention: bool = False
     precompute_ref: bool = False
+    fp32: bool = False  # fp32 weights, no autocast: what a careful user runs where bf16 is not native
 
 
+FP32_BASELINE = Variant("plain trl.DPOTrainer, default settings but fp32 (bf16=False)", autocast_bf16=False, fp32=True)
 ABLATION = [
     Variant("plain trl.DPOTrainer, default settings (baseline)"),
     Variant("+ LM head on answer positions only", compact_head=True),
@@ -191,7 +193,7 @@ def run_variant(
 ) -> tuple[dict, TokenStats, tuple[int, int]]:
     """A plain DPOTrainer with the variant's speed-ups; the clock includes any reference precomputation."""
     device = pick_device()
-    dtype = torch.float32 if variant.autocast_bf16 else training_dtype(cfg["precision"], device)
+    dtype = torch.float32 if variant.autocast_bf16 or variant.fp32 else training_dtype(cfg["precision"], device)
     attention = "eager" if variant.eager_attention else None
     model, tokenizer = load_model(manifest, device=device, dtype=dtype, attn_implementation=attention)
     dataset = preference_dataset(pairs, tokenizer, style, cfg["max_prompt_length"])
@@ -277,9 +279,11 @@ def bench_training(
     peak: Callable[[torch.dtype], float],
     work_dir: Path,
 ) -> list[dict]:
-    """The ablation rows, then this project's ``train``, each compared with the first (plain TRL)."""
+    """The ablation rows, then this project's ``train``, each compared with the first (plain TRL): TRL's defaults
+    where bf16 is native, else TRL in fp32 (its bf16 autocast is emulated, and slow, there); both rows are shown."""
     rows = []
-    for variant in ABLATION:
+    native = training_dtype("auto", pick_device()) == torch.bfloat16
+    for variant in (ABLATION[:1] + [FP32_BASELINE] if native else [FP32_BASELINE, ABLATION[0]]) + ABLATION[1:]:
         row, stats, params = run_variant(manifest, pairs, cfg, style, variant, peak, work_dir)
         rows.append(row)
     rows.append(run_project(manifest, pairs, cfg, style, stats, params, peak, work_dir))

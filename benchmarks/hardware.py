@@ -18,7 +18,22 @@ def machine() -> str:
     if cpuinfo.exists():
         names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if "model name" in line]
         model = names[0] if names else model
-    return f"{model}, {torch.get_num_threads()} torch threads, torch {torch.__version__}"
+    return f"{model} ({cpu_features()}), {torch.get_num_threads()} torch threads, torch {torch.__version__}"
+
+
+FEATURES = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
+
+
+def cpu_features(flags: str | None = None) -> str:
+    """The CPU features that decide the training dtype (``precision: auto``) and matmul speed, and whether bf16 is
+    native (AVX512-BF16 or AMX) or emulated."""
+    if flags is None:
+        cpuinfo = Path("/proc/cpuinfo")
+        lines = cpuinfo.read_text().splitlines() if cpuinfo.exists() else []
+        flags = next((line.split(":", 1)[1] for line in lines if line.startswith("flags")), "")
+    present = [f for f in FEATURES if f in flags.split()]
+    native = "avx512_bf16" in present or "amx_bf16" in present
+    return f"{' '.join(present) or 'none of ' + '/'.join(FEATURES)}; bf16 {'native' if native else 'emulated'}"
 
 
 def device() -> torch.device:

@@ -1,12 +1,15 @@
 """One benchmark of every heavy stage on the embedded default (SmolLM2-135M-Instruct and the sample data), each
 against its baseline in the same process run. Prints a Markdown table and writes it as JSON.
 
-    python benchmarks/run.py                          # everything (about 30 minutes on 2 CPU cores)
-    python benchmarks/run.py --only training --epochs 1
+    python benchmarks/run.py                          # everything (well over an hour on 2 CPU cores)
+    python benchmarks/run.py --only methods --method-epochs 1 --precision fp32
+    python benchmarks/run.py --only curves --scales 1 2 4
 
 Sections: ``workflow`` (Snakemake from an empty results/, no-op rerun, rerun after a scoring setting change, each
 job's time and peak memory), ``training`` (plain trl.DPOTrainer with default settings against this project's
-training, with each speed-up's share), ``generation`` and ``likelihood`` (batched against one item at a time). A
+training, with each speed-up's share), ``methods`` (every registered method: this project's training against a
+plain Hugging Face Trainer with the same loss), ``generation`` and ``likelihood`` (batched against one item at a
+time, each speed-up on its own), ``curves`` (the DAG and each heavy stage at 1x, 2x, 4x the forget set). A
 short matmul probe gives the machine's FLOP/s, the ceiling of the training rows' percentages. The workflow section
 runs first and its artifacts (imported model, DPO pairs) feed the others; without it, Snakemake makes just those.
 Runs unchanged on CUDA (bf16 there).
@@ -17,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -24,18 +28,21 @@ import pandas as pd
 import torch
 import yaml
 from bench_inference import bench_inference
+from bench_methods import LOSS_TOLERANCE as METHOD_TOLERANCE
+from bench_methods import bench_methods
 from bench_training import LOSS_TOLERANCE, bench_training
-from bench_workflow import bench_workflow, ensure_pairs
+from bench_workflow import bench_curves, bench_workflow, ensure_pairs, weight_loads
 from hardware import machine, matmul_flops
 from snakemake.utils import validate
 
+from unlearning.methods import METHODS
 from unlearning.models import Manifest, load_model, pick_device
 from unlearning.parquet_io import read_parquet
 from unlearning.prompting import PromptStyle
 from unlearning.settings import prompt_style, unlearn_settings
 
 ROOT = Path(__file__).resolve().parents[1]
-SECTIONS = ("workflow", "training", "generation", "likelihood")
+SECTIONS = ("workflow", "training", "methods", "generation", "likelihood", "curves")
 COLUMNS = {
     "benchmark": "benchmark",
     "seconds": "s",
@@ -50,6 +57,8 @@ COLUMNS = {
     "flops_per_s": "GFLOP/s",
     "pct_of_matmul_peak": "% of matmul",
     "peak_rss_mb": "peak RSS MB",
+    "expected_s": "expected s",
+    "measured_over_expected": "measured / expected",
     "detail": "detail",
 }
 
@@ -63,11 +72,19 @@ def default_config() -> dict:
 
 def detail(row: dict) -> str:
     """The per-row facts that are not numbers: what reran, whether results agree."""
-    parts = []
+    parts = [row["detail_text"]] if "detail_text" in row else []
     if "reran" in row:
         parts.append("reran: " + (", ".join(row["reran"]) or "nothing"))
-    if "loss_agrees" in row:
+    if "loss_agrees" in row and "method" in row:
+        relative, absolute = METHOD_TOLERANCE
+        verdict = "agrees" if row["loss_agrees"] else "DIFFERS"
+        parts.append(f"{row['dtype']}, loss {verdict} (±{relative:.0%}, at least ±{absolute})")
+        if not row.get("same_tokens", True):
+            parts.append("token counts differ")
+    elif "loss_agrees" in row:
         parts.append(f"{row['dtype']}, loss {'agrees' if row['loss_agrees'] else 'DIFFERS'} (±{LOSS_TOLERANCE})")
+    elif "dtype" in row:
+        parts.append(row["dtype"])
     if "identical_outputs" in row:
         parts.append(f"{100 * row['identical_outputs']:.0f}% identical answers")
     if "max_abs_loglik_diff" in row:
@@ -93,7 +110,12 @@ def markdown(rows: list[dict]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", choices=SECTIONS, action="append", help="run only these sections (repeatable)")
-    parser.add_argument("--epochs", type=float, help="training epochs (default: the config's)")
+    parser.add_argument("--epochs", type=float, help="training epochs of the TRL section (default: the config's)")
+    parser.add_argument("--method-epochs", type=float, help="training epochs of the methods section")
+    parser.add_argument("--methods", nargs="+", help="registered methods of the methods section (default: all)")
+    parser.add_argument("--precision", choices=("auto", "bf16", "fp32"), help="train.precision of both sides")
+    parser.add_argument("--scales", type=int, nargs="+", default=[1, 2, 4], help="forget-set scales of the curves")
+    parser.add_argument("--curve-epochs", type=float, help="train.epochs of the cost-curve runs (default: config)")
     parser.add_argument("--work-dir", type=Path, help="where the workflow runs (default: a temporary folder)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results.json")
     args = parser.parse_args()
@@ -106,29 +128,60 @@ def main() -> None:
     rows: list[dict] = [
         {"benchmark": f"matmul probe, {str(d).removeprefix('torch.')}", "flops_per_s": f} for d, f in peaks.items()
     ]
+    where = machine()
+
+    def save() -> None:
+        """The rows so far, after every section: a run stopped part-way keeps what it measured."""
+        frame = pd.DataFrame(rows)
+        records = json.loads(frame.to_json(orient="records"))
+        args.out.write_text(json.dumps({"machine": where, "command": command, "rows": records}, indent=2))
+
+    command = " ".join(["python", "benchmarks/run.py", *sys.argv[1:]])
+    loads = weight_loads()
+    rows.append({"benchmark": "weight loads per heavy job (static check)",
+                 "detail_text": ", ".join(f"{k} {v}" for k, v in loads.items())})  # fmt: skip
+    if any(n != 1 for n in loads.values()):
+        raise RuntimeError(f"a heavy job loads the weights more than once: {loads}")
+    overrides = {"train": {"precision": args.precision}} if args.precision else {}
     if "workflow" in only:
-        rows += bench_workflow(work_dir)
-    else:
+        rows += bench_workflow(work_dir, overrides)
+        save()
+    elif only & {"training", "methods", "generation", "likelihood"}:
         ensure_pairs(work_dir)
     results = work_dir / "results"
-    manifest = Manifest.load(results / "models" / model_name / "model.json")
+    manifest = Manifest.load(results / "models" / model_name / "model.json") if results.exists() else None
     style = PromptStyle(**prompt_style(config, model_name))
     if "training" in only:
         cfg = unlearn_settings({**config, "unlearn": {"dpo": {"method": "dpo"}}}, model_name, "dpo")
         if args.epochs:
             cfg["epochs"] = args.epochs
+        if args.precision:
+            cfg["precision"] = args.precision
         pairs = read_parquet(results / "perturb" / "dpo_pairs.parquet")
         rows += bench_training(manifest, pairs, cfg, style, peaks.__getitem__, work_dir / "training")
+        save()
+    if "methods" in only:
+        qa = read_parquet(results / "data" / "qa.parquet")
+        pairs = read_parquet(results / "perturb" / "dpo_pairs.parquet")
+        for name in args.methods or sorted(METHODS):
+            rows += bench_methods(manifest, config, model_name, qa, pairs, style, work_dir / "methods",
+                                  methods=[name], epochs=args.method_epochs, precision=args.precision)  # fmt: skip
+            save()
     if only & {"generation", "likelihood"}:
         model, tokenizer = load_model(manifest, device=pick_device())
         qa, tqa = read_parquet(results / "data" / "qa.parquet"), read_parquet(results / "data" / "truthfulqa.parquet")
         rows += bench_inference(model, tokenizer, qa, tqa, style, config, only)
+        save()
+        del model
+    if "curves" in only:
+        if args.curve_epochs:
+            overrides = {"train": {**overrides.get("train", {}), "epochs": args.curve_epochs}}
+        rows += bench_curves(work_dir / "curves", tuple(args.scales), overrides)
+        save()
 
-    where = machine()
     print(f"\nMachine: {where}; model: {model_name}; work dir: {work_dir}\n")
     print(markdown(rows))
-    frame = pd.DataFrame(rows)
-    args.out.write_text(json.dumps({"machine": where, "rows": json.loads(frame.to_json(orient="records"))}, indent=2))
+    save()
     print(f"\nwritten to {args.out}")
     if args.work_dir is None:
         shutil.rmtree(work_dir, ignore_errors=True)

@@ -84,3 +84,73 @@ def test_plain_baseline_trains_the_same_loss_as_the_project(tiny_manifest, tmp_p
     ours = run_ours(tiny_manifest, cfg, data, STYLE, tmp_path / "ours")
     assert plain["tokens"] == ours["tokens"] and len(plain["losses"]) == len(ours["losses"]) == 2
     assert ours["losses"] == pytest.approx(plain["losses"], rel=1e-3, abs=1e-4)
+
+
+# ------------------------------------------------------------------------------------- inference, curves, machine
+
+
+def test_unshared_calls_hold_distinct_prompts_and_every_request_once() -> None:
+    from bench_inference import without_shared_prompts
+
+    prompts = ["a", "b", "a", "c", "a", "b"]
+    calls = without_shared_prompts(prompts, ["x"] * len(prompts))
+    assert calls == [[0, 1, 3], [2, 5], [4]]
+    assert all(len({prompts[i] for i in call}) == len(call) for call in calls)
+
+
+def test_ratios_and_identical_share_are_against_the_last_row() -> None:
+    from bench_inference import against_baseline
+
+    rows = [{"tokens_per_s": 80.0}, {"tokens_per_s": 40.0}, {"tokens_per_s": 10.0}]
+    against_baseline(rows, [["a", "b"], ["a", "x"], ["a", "b"]], "tokens_per_s", lambda a, b: a == b)
+    assert [r.get("ratio_vs_baseline") for r in rows] == [8.0, 4.0, None]
+    assert rows[0]["identical_outputs"] == 1.0 and rows[1]["identical_outputs"] == 0.5
+
+
+def test_replicated_persons_are_distinct_people_with_the_same_facts() -> None:
+    from bench_workflow import replicate_persons
+
+    persons = pd.DataFrame({"title": ["Ada Lovelace", "Ada Lovelace", "Alan Turing"],
+                            "question": ["Where was Ada Lovelace born?", "When?", "Where did Alan Turing work?"],
+                            "answer": ["Ada Lovelace was born in London.", "1815.", "At Bletchley Park."]})  # fmt: skip
+    out = replicate_persons(persons, 3)
+    assert len(out) == 9 and out["title"].nunique() == 6
+    assert "Ada Lovelace III" in set(out["title"]) and "Where was Ada Lovelace II born?" in set(out["question"])
+    assert "Ada Lovelace III was born in London." in set(out["answer"])
+    assert out.iloc[:3].equals(persons), "the first copy is the original"
+
+
+def test_cost_curve_expected_time_scales_the_1x_point_by_the_work() -> None:
+    from bench_workflow import curve_rows, stage_costs
+
+    costs = [{"benchmark": "job unlearn/smollm2/dpo", "seconds": 60.0, "peak_rss_mb": 4000.0},
+             {"benchmark": "job unlearn/smollm2/npo", "seconds": 40.0, "peak_rss_mb": 3000.0},
+             {"benchmark": "job generate/smollm2/base", "seconds": 30.0, "peak_rss_mb": 1500.0},
+             {"benchmark": "job summarize", "seconds": 2.0, "peak_rss_mb": 300.0}]  # fmt: skip
+    stages = stage_costs(costs)
+    assert stages == {"unlearn": {"seconds": 100.0, "peak_rss_mb": 4000.0, "jobs": 2},
+                      "generate": {"seconds": 30.0, "peak_rss_mb": 1500.0, "jobs": 1}}  # fmt: skip
+    twice = {"unlearn": {"seconds": 190.0, "peak_rss_mb": 4100.0, "jobs": 2},
+             "generate": {"seconds": 36.0, "peak_rss_mb": 1500.0, "jobs": 1}}  # fmt: skip
+    points = {1: {"dag_seconds": 200.0, "stages": stages, "work": {"unlearn": 100, "generate": 300}},
+              2: {"dag_seconds": 300.0, "stages": twice, "work": {"unlearn": 200, "generate": 330}}}  # fmt: skip
+    rows = {(r["scale"], r["stage"]): r for r in curve_rows(points)}
+    assert rows[(2, "unlearn")]["expected_s"] == 200.0 and rows[(2, "unlearn")]["measured_over_expected"] == 0.95
+    assert rows[(2, "generate")]["expected_s"] == pytest.approx(33.0)
+    # the DAG's expected wall time: the 1x wall time scaled by the expected stage total (233 of 130 s)
+    assert rows[(2, "DAG")]["expected_s"] == pytest.approx(200.0 * 233.0 / 130.0)
+    assert rows[(1, "DAG")]["measured_over_expected"] == pytest.approx(1.0)
+
+
+def test_no_heavy_job_loads_the_weights_twice() -> None:
+    from bench_workflow import weight_loads
+
+    assert weight_loads() == {"perturb": 1, "unlearn": 1, "generate": 1, "score": 1}
+
+
+def test_cpu_features_say_whether_bf16_is_native() -> None:
+    from hardware import cpu_features
+
+    assert cpu_features("fpu avx2 fma") == "avx2; bf16 emulated"
+    assert cpu_features("avx2 avx512f avx512_bf16") == "avx2 avx512f avx512_bf16; bf16 native"
+    assert cpu_features("amx_bf16 amx_tile avx2").endswith("bf16 native")
