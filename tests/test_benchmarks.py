@@ -154,3 +154,21 @@ def test_cpu_features_say_whether_bf16_is_native() -> None:
     assert cpu_features("fpu avx2 fma") == "avx2; bf16 emulated"
     assert cpu_features("avx2 avx512f avx512_bf16") == "avx2 avx512f avx512_bf16; bf16 native"
     assert cpu_features("amx_bf16 amx_tile avx2").endswith("bf16 native")
+
+
+def test_gpu_check_knows_the_bf16_peaks_and_reads_the_halvings(monkeypatch: pytest.MonkeyPatch) -> None:
+    import logging
+
+    from gpu_check import Halvings, bf16_peak
+
+    monkeypatch.delenv("GPU_BF16_PEAK_TFLOPS", raising=False)
+    assert bf16_peak("NVIDIA H200") == 989e12 and bf16_peak("NVIDIA H100 PCIe") == 756e12
+    assert bf16_peak("NVIDIA A100-SXM4-80GB") == 312e12 and bf16_peak("Some GPU") is None
+    monkeypatch.setenv("GPU_BF16_PEAK_TFLOPS", "100")
+    assert bf16_peak("Some GPU") == 100e12
+    handler = Halvings()
+    logger = logging.getLogger("test-halvings")
+    logger.addHandler(handler)
+    logger.warning("%s: CUDA out of memory; retrying with batch size %d", "likelihood", 8)
+    logger.warning("unrelated")
+    assert handler.sizes == [8]
