@@ -67,3 +67,17 @@ def test_pruned_decoding_drops_rows_that_finished(tiny_manifest: Manifest) -> No
         handle.remove()
     assert rows[0] == [first], "the row that produced EOS stopped"
     assert widths[0] == 3 and max(widths[1:], default=0) <= 2, widths
+
+
+def test_pruned_decoding_runs_through_a_lora_adapter(tiny_manifest: Manifest) -> None:
+    """The generate stage of an unlearned variant decodes through PEFT's wrapper: same answers as model.generate."""
+    from peft import LoraConfig, get_peft_model
+
+    model, tokenizer = load_model(tiny_manifest, device=torch.device("cpu"))
+    torch.manual_seed(0)
+    model = get_peft_model(model, LoraConfig(r=4, target_modules="all-linear", init_lora_weights=False)).eval()
+    prompts = [build_prompt(tokenizer, q) for q in QUESTIONS]
+    pruned = generate(model, tokenizer, prompts, max_new_tokens=8, batch_size=3)
+    kwargs = {"max_new_tokens": 8, "batch_size": 1, "prune_finished": False}
+    reference = [generate(model, tokenizer, [p], **kwargs)[0] for p in prompts]
+    assert pruned == reference
