@@ -58,9 +58,19 @@ def job_costs(results: Path) -> list[dict]:
     return rows
 
 
+INFERENCE_INPUTS = ("results/models/smollm2/model.json", "results/data/qa.parquet", "results/data/truthfulqa.parquet")
+TRAINING_INPUTS = (*INFERENCE_INPUTS, "results/perturb/dpo_pairs.parquet")
+
+
+def ensure(work_dir: Path, targets: tuple[str, ...]) -> None:
+    """Make ``targets`` of the embedded default with Snakemake, unless they are all there already."""
+    if not all((work_dir / t).exists() for t in targets):
+        snakemake(work_dir, *targets)
+
+
 def ensure_pairs(work_dir: Path) -> None:
-    """The imported model and the DPO pairs of the embedded default, for the training benchmark alone."""
-    snakemake(work_dir, "results/perturb/dpo_pairs.parquet", "results/data/truthfulqa.parquet")
+    """The imported model, the data and the DPO pairs of the embedded default, for the training benchmarks."""
+    ensure(work_dir, TRAINING_INPUTS)
 
 
 def merged_config(overrides: dict | None = None) -> dict:

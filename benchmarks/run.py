@@ -31,7 +31,7 @@ from bench_inference import bench_inference
 from bench_methods import LOSS_TOLERANCE as METHOD_TOLERANCE
 from bench_methods import bench_methods
 from bench_training import LOSS_TOLERANCE, bench_training
-from bench_workflow import bench_curves, bench_workflow, ensure_pairs, weight_loads
+from bench_workflow import INFERENCE_INPUTS, bench_curves, bench_workflow, ensure, ensure_pairs, weight_loads
 from hardware import machine, matmul_flops
 from snakemake.utils import validate
 
@@ -146,11 +146,19 @@ def main() -> None:
     if "workflow" in only:
         rows += bench_workflow(work_dir, overrides)
         save()
-    elif only & {"training", "methods", "generation", "likelihood"}:
-        ensure_pairs(work_dir)
     results = work_dir / "results"
-    manifest = Manifest.load(results / "models" / model_name / "model.json") if results.exists() else None
     style = PromptStyle(**prompt_style(config, model_name))
+    if only & {"generation", "likelihood"}:  # first: they need no preference pairs
+        ensure(work_dir, INFERENCE_INPUTS)
+        manifest = Manifest.load(results / "models" / model_name / "model.json")
+        model, tokenizer = load_model(manifest, device=pick_device())
+        qa, tqa = read_parquet(results / "data" / "qa.parquet"), read_parquet(results / "data" / "truthfulqa.parquet")
+        rows += bench_inference(model, tokenizer, qa, tqa, style, config, only)
+        save()
+        del model
+    if only & {"training", "methods"}:
+        ensure_pairs(work_dir)
+        manifest = Manifest.load(results / "models" / model_name / "model.json")
     if "training" in only:
         cfg = unlearn_settings({**config, "unlearn": {"dpo": {"method": "dpo"}}}, model_name, "dpo")
         if args.epochs:
@@ -167,12 +175,6 @@ def main() -> None:
             rows += bench_methods(manifest, config, model_name, qa, pairs, style, work_dir / "methods",
                                   methods=[name], epochs=args.method_epochs, precision=args.precision)  # fmt: skip
             save()
-    if only & {"generation", "likelihood"}:
-        model, tokenizer = load_model(manifest, device=pick_device())
-        qa, tqa = read_parquet(results / "data" / "qa.parquet"), read_parquet(results / "data" / "truthfulqa.parquet")
-        rows += bench_inference(model, tokenizer, qa, tqa, style, config, only)
-        save()
-        del model
     if "curves" in only:
         if args.curve_epochs:
             overrides = {"train": {**overrides.get("train", {}), "epochs": args.curve_epochs}}
