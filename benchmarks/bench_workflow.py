@@ -58,7 +58,7 @@ def job_costs(results: Path) -> list[dict]:
     return rows
 
 
-INFERENCE_INPUTS = ("results/models/smollm2/model.json", "results/data/qa.parquet", "results/data/truthfulqa.parquet")
+INFERENCE_INPUTS = ("results/models/smollm2", "results/data/qa.parquet", "results/data/truthfulqa.parquet")
 TRAINING_INPUTS = (*INFERENCE_INPUTS, "results/perturb/dpo_pairs.parquet")
 
 

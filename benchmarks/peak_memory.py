@@ -16,9 +16,10 @@ import time
 from pathlib import Path
 
 from bench_methods import method_cfg, run_ours, training_data
-from bench_workflow import ensure_pairs
+from bench_workflow import INFERENCE_INPUTS, ensure, ensure_pairs
 from run import default_config
 
+from unlearning.methods import get_method
 from unlearning.models import Manifest
 from unlearning.parquet_io import read_parquet
 from unlearning.prompting import PromptStyle
@@ -32,12 +33,16 @@ def main() -> None:
     parser.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto")
     args = parser.parse_args()
     results = args.work_dir / "results"
-    if not (results / "perturb" / "dpo_pairs.parquet").exists():
+    needs_pairs = get_method(args.method).needs_pairs
+    if needs_pairs:
         ensure_pairs(args.work_dir)
+    else:
+        ensure(args.work_dir, INFERENCE_INPUTS)
     config = default_config()
     model = next(iter(config["models"]))
     cfg = method_cfg(config, model, args.method, None, args.precision)
-    qa, pairs = read_parquet(results / "data" / "qa.parquet"), read_parquet(results / "perturb" / "dpo_pairs.parquet")
+    qa = read_parquet(results / "data" / "qa.parquet")
+    pairs = read_parquet(results / "perturb" / "dpo_pairs.parquet") if needs_pairs else None
     start = time.perf_counter()
     out = run_ours(Manifest.load(results / "models" / model / "model.json"), cfg,
                    training_data(qa, pairs, cfg["retain_split"]), PromptStyle(**prompt_style(config, model)),
