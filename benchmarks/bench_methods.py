@@ -35,6 +35,7 @@ from unlearning.methods.simnpo import simnpo_loss
 from unlearning.methods.undial import undial_loss
 from unlearning.models import Manifest, load_model, pick_device, training_dtype
 from unlearning.prompting import PromptStyle
+from unlearning.qa_data import trainable
 from unlearning.training import ExampleCollator, RetainBatches, lora_config, tokenize_examples, train
 
 # |difference| allowed between the two runs' mean loss over the last epoch: 5% of the baseline's, at least 0.05
@@ -265,6 +266,8 @@ def compare_rows(name: str, ours: dict, plain: dict, per_epoch: int) -> list[dic
 
 
 def training_data(qa: pd.DataFrame, pairs: pd.DataFrame | None, retain_split: Sequence[str]) -> dict[str, Any]:
+    """The forget, pairs and retain inputs of the unlearn rule (QA pairs only: probes are scored, never trained on)."""
+    qa = trainable(qa)
     return {"forget": qa[qa["split"] == "forget_train"], "pairs": pairs, "retain": qa[qa["split"].isin(retain_split)]}
 
 
