@@ -2,7 +2,7 @@
 the config's ``resources: mem_mb`` can be checked on CPUs with and without native bf16 (``--precision fp32`` is
 what ``precision: auto`` picks where bf16 is emulated):
 
-    python benchmarks/peak_memory.py --work-dir /tmp/bench --method dpo --precision fp32
+    python benchmarks/peak_memory.py --work-dir benchmarks/.cache/bench --method dpo --precision fp32
 
 It trains on the embedded default's data (made by Snakemake in ``--work-dir`` when absent) and prints one line:
 method, precision, steps, seconds, peak RSS in MB (the whole process: Python, libraries, weights, training).
