@@ -1,7 +1,7 @@
 """Every metric of the summary, declared once: name, label, the splits it applies to, its direction, its source.
 
 The summary (:mod:`unlearning.evaluation`), the report's verdicts (:mod:`unlearning.report.tables`) and the
-README's metric table (``python -m unlearning.metric_registry``, checked by a test) all read this table, so a
+metric table of ``docs/metrics.md`` (``python -m unlearning.metric_registry``, checked by a test) all read this table, so a
 metric's name, direction or definition is written in one place. Adding a metric is one :class:`Metric` entry (plus
 its per-row column in the scoring stage, when it has one).
 
@@ -262,7 +262,7 @@ def _roles_text(roles: Iterable[str]) -> str:
 
 
 def markdown_table() -> str:
-    """The README's metric table (one row per registered metric)."""
+    """The metric table of ``docs/metrics.md`` (one row per registered metric)."""
     lines = [
         "| metric | splits | better | definition | source |",
         "| --- | --- | --- | --- | --- |",

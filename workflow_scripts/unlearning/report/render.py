@@ -54,7 +54,7 @@ LEGEND = (
     "For measures of knowing the facts (ROUGE, answer probability, extraction strength, truth ratio true-better...) "
     "a fall is good on forget splits and bad elsewhere; for measures of forgetting (truth ratio closer to 1, "
     "membership AUC) the reverse; perplexity and degenerate rate are bad when they rise, TruthfulQA accuracy, "
-    "fluency and model utility when they fall, on every split (the README's metric table gives each direction). "
+    "fluency and model utility when they fall, on every split (docs/metrics.md gives each metric's direction). "
     "Colour repeats the verdict word and is never the only sign."
 )
 
