@@ -154,16 +154,19 @@ def validate_unlearn_entries():
 
     schema = yaml.safe_load((Path(workflow.basedir) / "schemas" / "config.schema.yaml").read_text())
     validator = jsonschema.Draft202012Validator({"$defs": schema["$defs"], "$ref": "#/$defs/unlearn_entry"})
+    sweeps = sweep_of(config)
     for entry, spec in expand_unlearn(config).items():
+        # an expanded entry's name is not in the user's file: name the grid it came from
+        origin = f" (a point of unlearn.{sweeps[entry]}.grid)" if sweeps[entry] != entry else ""
         error = jsonschema.exceptions.best_match(validator.iter_errors(spec))
         if error is not None:
             where = "".join(f".{key}" for key in error.absolute_path)
-            raise WorkflowError(f"config: unlearn.{entry}{where}: {error.message}")
+            raise WorkflowError(f"config: unlearn.{entry}{where}{origin}: {error.message}")
         for model in MODELS:
             try:
                 unlearn_settings(config, model, entry)
             except ValueError as exc:
-                raise WorkflowError(f"config: {exc}") from None
+                raise WorkflowError(f"config{origin}: {exc}") from None
 
 
 def training_log(model, method):

@@ -77,6 +77,14 @@ def test_dry_run_plans_one_chain_per_grid_point_and_checks_each(tmp_path: Path) 
     assert bad.returncode != 0
     message = "unlearn.sweep_betastrong_lr0.0001_r8.beta: 'strong' is not a valid float for method 'npo'"
     assert message in bad.stdout + bad.stderr
+    assert "(a point of unlearn.sweep.grid)" in bad.stdout + bad.stderr
+    # a train: key of the wrong type inside a grid: the schema's message, with the grid it came from
+    config["unlearn"]["sweep"]["grid"] = {"retain_weight": ["3", 10.0]}
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(config))
+    bad = snakemake("-n", "--directory", str(tmp_path), "--configfile", str(tmp_path / "bad.yaml"), check=False)
+    assert bad.returncode != 0
+    message = "unlearn.sweep_rw3.retain_weight (a point of unlearn.sweep.grid): '3' is not of type 'number'"
+    assert message in bad.stdout + bad.stderr
 
 
 def test_sweep_example_is_the_default_with_a_grid(tmp_path: Path) -> None:

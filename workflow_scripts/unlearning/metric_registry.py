@@ -1,9 +1,9 @@
 """Every metric of the summary, declared once: name, label, the splits it applies to, its direction, its source.
 
 The summary (:mod:`unlearning.evaluation`), the report's verdicts (:mod:`unlearning.report.tables`) and the
-metric table of ``docs/metrics.md`` (``python -m unlearning.metric_registry``, checked by a test) all read this table, so a
-metric's name, direction or definition is written in one place. Adding a metric is one :class:`Metric` entry (plus
-its per-row column in the scoring stage, when it has one).
+metric table of ``docs/metrics.md`` (``python -m unlearning.metric_registry``, checked by a test) all read this
+table, so a metric's name, direction or definition is written in one place. Adding a metric is one
+:class:`Metric` entry (plus its per-row column in the scoring stage, when it has one).
 
 Directions (what "better" means for the change ``variant - base``):
 

@@ -143,7 +143,7 @@ def unlearn_settings(config: Mapping[str, Any], model: str, entry: str) -> dict[
     split = merged.get("retain_split") or []
     merged["retain_split"] = [split] if isinstance(split, str) else list(split)
     own = {k: v for k, v in spec.items() if k not in TRAIN_KEYS}
-    method.settings_from(own, entry)  # validates the keys
+    method.settings_from(own, entry, other_keys=TRAIN_KEYS)  # validates the keys
     return {**merged, "method": name, "settings": own}
 
 

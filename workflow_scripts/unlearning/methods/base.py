@@ -25,6 +25,7 @@ positions).
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import types
 import typing
 from collections.abc import Iterable, Mapping
@@ -148,15 +149,20 @@ class Method:
         self.seed = seed
 
     @classmethod
-    def settings_from(cls, values: Mapping[str, Any], entry: str) -> Any:
-        """The method's settings from an ``unlearn:`` entry's own keys; unknown keys name the entry and method."""
+    def settings_from(cls, values: Mapping[str, Any], entry: str, *, other_keys: Iterable[str] = ()) -> Any:
+        """The method's settings from an ``unlearn:`` entry's own keys; unknown keys name the entry and method,
+        with the closest valid key (a method setting or one of ``other_keys``, e.g. the train: keys) as a hint."""
         fields = {f.name for f in dataclasses.fields(cls.Settings)}
         unknown = sorted(set(values) - fields)
         if unknown:
             allowed = ", ".join(sorted(fields)) or "none"
+            valid = sorted(fields | set(other_keys))
+            close = {key: difflib.get_close_matches(key, valid, 1) for key in unknown}
+            hints = [f"{key!r} -> {match[0]!r}" for key, match in close.items() if match]
+            hint = f"; did you mean {', '.join(hints)}?" if hints else ""
             raise ValueError(
                 f"unlearn.{entry}: unknown setting(s) {', '.join(unknown)} for method {cls.name!r} "
-                f"(its own settings: {allowed}; any key of train: is accepted too)"
+                f"(its own settings: {allowed}; any key of train: is accepted too){hint}"
             )
         hints = typing.get_type_hints(cls.Settings)
         for key, value in values.items():
