@@ -85,6 +85,13 @@ def test_ranking_every_model_and_method_on_known_facts(tmp_path):
     assert (rank.iloc[0]["model"], rank.iloc[0]["method"]) == ("smollm2", "dpo")
     assert (rank.iloc[-1]["model"], rank.iloc[-1]["method"]) == ("odd/model", "npo")
     assert set(rank["forget_subset"]) == {"known"} and set(rank["forget_split"]) == {"forget_test"}
+    # damage, too, is read on the held-out facts the base model knew
+    assert set(rank["retain_subset"]) == {"known"} and set(rank["general_subset"]) == {"known"}
+    for _, r in rank.iterrows():
+        for role, split in (("retain", "retain_test"), ("general", "general_test")):
+            base, value = (fig.value(r["model"], v, split, "rougeL_recall", "known") for v in ("base", r["method"]))
+            assert r[role].change == pytest.approx(value - base)
+            assert r[f"n_{role}"] == fig.value(r["model"], "base", split, "n", "known")
     top = rank.iloc[0]
     assert top["forget"].change == pytest.approx(0.75 - 0.075)  # known = base recall >= 0.5: ids 0-2
     assert top["n_forget"] == 3
@@ -101,7 +108,7 @@ def test_ranking_falls_back_to_all_without_subset_column(tmp_path):
     render_report(**kwargs)
     fig = Figures(load_summary(kwargs["summary"]))
     rank = ranking(fig, list(MODELS), ["base", "unlearned"])
-    assert set(rank["forget_subset"]) == {"all"}
+    assert set(rank["forget_subset"]) == {"all"} and set(rank["retain_subset"]) == {"all"}
     assert rank["retain"].map(lambda c: c.value).notna().all()
     text = kwargs["out_html"].read_text()
     assert "unlearned answer" in text and "forget_test, all, n=4" in text

@@ -123,7 +123,8 @@ def plot_tradeoff(ranking: pd.DataFrame, models: Sequence[str], path: Path) -> P
     ypad = max(0.05, 0.15 * (max(ys) - min(ys)))
     ax.set_xlim(min(xs) - xpad, max(xs) + 3 * xpad)
     ax.set_ylim(min(ys) - ypad, max(ys) + ypad)
-    ax.set_xlabel("collateral damage: falls of ROUGE-L recall (neighbours, general) and MC2\nlower is better")
+    ax.set_xlabel("collateral damage: falls of ROUGE-L recall on known facts (neighbours, general) and MC2\n"
+                  "lower is better")
     ax.set_ylabel("forgetting: ROUGE-L recall drop on held-out\nforget facts the base model knew; higher is better")
     note = f" ({skipped} without both figures not shown)" if skipped else ""
     ax.set_title(f"Forgetting vs collateral damage, one point per (model, method){note}\nbest: top left")

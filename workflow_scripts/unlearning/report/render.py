@@ -48,6 +48,12 @@ TEMPLATES = Path(__file__).with_name("templates")
 MAX_EXAMPLE_CHARS = 600
 EMPTY_NOTE = "no questions in this split"
 MARKS = {"good": "good", "bad": "BAD", "neutral": "same", "na": "", "warn": "WARNING"}
+OVERVIEW_TEXT = (
+    "Every (model, method), best first by score = forgetting − collateral damage. Forgetting is the fall of ROUGE-L "
+    "recall on held-out forget questions the base model answered correctly (known facts); collateral damage adds up "
+    "the falls of ROUGE-L recall on the held-out known facts of neighbours and general persons (all their held-out "
+    "questions where none is known) and of TruthfulQA MC2. Fluency is shown, not scored."
+)
 LEGEND = (
     "Each method's cell: its value, then the change against the base model (method − base) and a verdict word: "
     f"good, BAD, or same (within {TOLERANCE} absolute; {PERPLEXITY_REL_TOLERANCE:.0%} of base for perplexity). "
@@ -134,13 +140,14 @@ def pairs_table(headers: Sequence[str], mapping: Mapping[str, Any]) -> dict[str,
 def ranking_table(rank: pd.DataFrame) -> dict[str, Any]:
     headers = ["rank", "model", "method", *[label for _, label, _ in RANKING_COLUMNS], "collateral", "score"]
     rows = []
+    splits = {"forget": "forget_split", "retain": None, "general": None}
     for _, r in rank.iterrows():
-        forget_note = f"{r['forget_split']}, {r['forget_subset']}, n={fmt_count(r['n_forget'])}"
         row = [r["rank"], r["model"], r["method"]]
         for key, _, metric in RANKING_COLUMNS:
             c = figure_cell(metric, r[key], change_only=True, relative=key == "perplexity")
-            if key == "forget":
-                c["sub"] = forget_note
+            if key in splits:
+                where = f"{r[splits[key]]}, " if splits[key] else ""
+                c["sub"] = f"{where}{r[f'{key}_subset']}, n={fmt_count(r[f'n_{key}'])}"
             row.append(c)
         row += [cell(fmt_value("x", r["collateral"]), kind="num"), cell(fmt_change("x", r["score"]), kind="num")]
         rows.append(row)
@@ -370,6 +377,7 @@ def build_context(
         "subtitle": f"models: {', '.join(models) or 'none'}; methods: {', '.join(methods) or 'none'}",
         "warning": prov.trusted_code_warning(),
         "legend": LEGEND,
+        "overview_text": OVERVIEW_TEXT,
         "n_examples": N_EXAMPLES,
         "empty_note": EMPTY_NOTE,
         "ranking": ranking_table(rank) if len(rank) else None,

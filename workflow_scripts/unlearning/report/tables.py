@@ -212,9 +212,11 @@ def ranking(fig: Figures, models: Sequence[str], variants: Sequence[str]) -> pd.
 
     forgetting is the base - method drop of ROUGE-L recall on the held-out forget facts the base model knew
     (``forget_test``, subset ``known``; all held-out forget facts where the summary has no ``known`` subset, which
-    ``forget_subset`` says); collateral is the sum of the falls (never the rises) of ROUGE-L recall on the
-    neighbours and general persons and of TruthfulQA MC2. Fluency (perplexity, degenerate answers) is shown, not
-    scored. Each figure column holds a :class:`Cell`.
+    ``forget_subset`` says); collateral is the sum of the falls (never the rises) of ROUGE-L recall on the held-out
+    facts of the neighbours and general persons that the base model knew (subset ``known`` where the split has one,
+    as ``retain_subset`` and ``general_subset`` say: a fall on facts the base never knew, or a rise from a changed
+    answer format, says nothing about damage) and of TruthfulQA MC2. Fluency (perplexity, degenerate answers) is
+    shown, not scored. Each figure column holds a :class:`Cell`.
     """
     rows = []
     for model in models:
@@ -222,6 +224,10 @@ def ranking(fig: Figures, models: Sequence[str], variants: Sequence[str]) -> pd.
         subset = "known" if forget_split and fig.has(model, forget_split, "known") else "all"
         retain_split = fig.first_split(model, RETAIN_ROLE)
         general_split = fig.first_split(model, GENERAL_ROLE)
+        kept = {
+            role: (split, "known" if split and fig.has(model, split, "known") else "all")
+            for role, split in (("retain", retain_split), ("general", general_split))
+        }
         fluency_split = general_split or retain_split
         for method in variants:
             if method == BASE:
@@ -230,8 +236,7 @@ def ranking(fig: Figures, models: Sequence[str], variants: Sequence[str]) -> pd.
             forget = Cell(forget.value, -forget.change, forget.verdict)  # a drop: positive is forgetting
             cells = {
                 "forget": forget,
-                "retain": change_cell(fig, model, method, retain_split, HEADLINE),
-                "general": change_cell(fig, model, method, general_split, HEADLINE),
+                **{role: change_cell(fig, model, method, split, HEADLINE, sub) for role, (split, sub) in kept.items()},
                 "mc2": change_cell(fig, model, method, "truthfulqa" if fig.has(model, "truthfulqa") else None, "mc2"),
                 "perplexity": change_cell(fig, model, method, fluency_split, "perplexity"),
                 "degenerate": change_cell(fig, model, method, fluency_split, "degenerate_rate"),
@@ -251,6 +256,11 @@ def ranking(fig: Figures, models: Sequence[str], variants: Sequence[str]) -> pd.
                     "forget_split": forget_split or "",
                     "forget_subset": subset,
                     "n_forget": fig.value(model, BASE, forget_split, "n", subset) if forget_split else math.nan,
+                    **{f"{role}_subset": sub for role, (_, sub) in kept.items()},
+                    **{
+                        f"n_{role}": fig.value(model, BASE, split, "n", sub) if split else math.nan
+                        for role, (split, sub) in kept.items()
+                    },
                     **cells,
                     "collateral": collateral,
                     "score": score,
