@@ -220,23 +220,18 @@ def ranking(fig: Figures, models: Sequence[str], variants: Sequence[str]) -> pd.
     """
     rows = []
     for model in models:
-        forget_split = fig.first_split(model, FORGET_ROLE)
-        subset = "known" if forget_split and fig.has(model, forget_split, "known") else "all"
-        retain_split = fig.first_split(model, RETAIN_ROLE)
-        general_split = fig.first_split(model, GENERAL_ROLE)
-        kept = {
-            role: (split, "known" if split and fig.has(model, split, "known") else "all")
-            for role, split in (("retain", retain_split), ("general", general_split))
-        }
-        fluency_split = general_split or retain_split
+        # per role: its held-out split and the subset read there (the known facts where the split has them)
+        splits = {role: fig.first_split(model, names) for role, names in
+                  (("forget", FORGET_ROLE), ("retain", RETAIN_ROLE), ("general", GENERAL_ROLE))}  # fmt: skip
+        roles = {r: (s, "known" if s and fig.has(model, s, "known") else "all") for r, s in splits.items()}
+        counts = {f"n_{r}": fig.value(model, BASE, s, "n", sub) if s else math.nan for r, (s, sub) in roles.items()}
+        fluency_split = splits["general"] or splits["retain"]
         for method in variants:
             if method == BASE:
                 continue
-            forget = change_cell(fig, model, method, forget_split, HEADLINE, subset)
-            forget = Cell(forget.value, -forget.change, forget.verdict)  # a drop: positive is forgetting
-            cells = {
-                "forget": forget,
-                **{role: change_cell(fig, model, method, split, HEADLINE, sub) for role, (split, sub) in kept.items()},
+            cells = {role: change_cell(fig, model, method, s, HEADLINE, sub) for role, (s, sub) in roles.items()}
+            forget = cells["forget"] = Cell(cells["forget"].value, -cells["forget"].change, cells["forget"].verdict)
+            cells |= {
                 "mc2": change_cell(fig, model, method, "truthfulqa" if fig.has(model, "truthfulqa") else None, "mc2"),
                 "perplexity": change_cell(fig, model, method, fluency_split, "perplexity"),
                 "degenerate": change_cell(fig, model, method, fluency_split, "degenerate_rate"),
@@ -253,14 +248,9 @@ def ranking(fig: Figures, models: Sequence[str], variants: Sequence[str]) -> pd.
                 {
                     "model": model,
                     "method": method,
-                    "forget_split": forget_split or "",
-                    "forget_subset": subset,
-                    "n_forget": fig.value(model, BASE, forget_split, "n", subset) if forget_split else math.nan,
-                    **{f"{role}_subset": sub for role, (_, sub) in kept.items()},
-                    **{
-                        f"n_{role}": fig.value(model, BASE, split, "n", sub) if split else math.nan
-                        for role, (split, sub) in kept.items()
-                    },
+                    "forget_split": splits["forget"] or "",
+                    **{f"{role}_subset": sub for role, (_, sub) in roles.items()},
+                    **counts,
                     **cells,
                     "collateral": collateral,
                     "score": score,
