@@ -410,14 +410,21 @@ def test_retain_weight_without_retain_data_is_an_error_naming_the_keys() -> None
     assert re.search(r"train.retain_weight is 1 but train.retain_split \['retain(_train)?', 'general(_train)?'\] has "
                      r"no data", message)  # fmt: skip
     assert "data.persons.general" in message and "data.persons.retain" in message
+    # the default's npo entry sets its own weight, so its error names that entry but the split's layer (train)
+    assert re.search(r"unlearn.npo.retain_weight is 3 but train.retain_split \['retain(_train)?', 'general(_train)?'\]",
+                     message)  # fmt: skip
     config["train"]["retain_weight"] = 0.0
+    with pytest.raises(InputError, match="unlearn.npo.retain_weight is 3") as err:
+        check_config(config)
+    assert "train.retain_weight is" not in str(err.value)
+    config["unlearn"]["npo"]["retain_weight"] = 0.0
     assert check_config(config) == []
 
 
 def test_part_of_the_retain_split_missing_is_a_warning() -> None:
     config = embedded_config()
     del config["data"]["persons"]["general"]
-    [warning] = check_config(config)
+    [warning] = check_config(config)  # once: the npo entry inherits the retain split from train:
     assert re.search(r"train.retain_split names \['general(_train)?'\]", warning)
     assert "data.persons.general not set" in warning
 

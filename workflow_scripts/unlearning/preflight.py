@@ -39,15 +39,20 @@ def _as_list(value: Any) -> list[str]:
 
 
 def retain_problem(
-    settings: Mapping[str, Any], splits_with_data: Collection[str], prefix: str = "train"
+    settings: Mapping[str, Any],
+    splits_with_data: Collection[str],
+    prefix: str = "train",
+    split_prefix: str | None = None,
 ) -> tuple[str | None, str | None]:
     """(error, warning) for the retain term of one settings mapping (``retain_weight``, ``retain_split``).
 
     ``splits_with_data`` are the QA splits that have rows (or, before the data exist, :func:`configured_splits`).
     A positive weight with none of its splits available is an error; some of them missing is a warning (the term
     still has data). ``prefix`` is the config path of the settings (``train``, ``models.x.train``,
-    ``unlearn.npo``), used in the messages.
+    ``unlearn.npo``) that sets ``retain_weight``, and ``split_prefix`` (default: ``prefix``) the one that sets
+    ``retain_split``; both are used in the messages.
     """
+    split_prefix = split_prefix or prefix
     weight = float(settings.get("retain_weight") or 0)
     if weight <= 0:
         return None, None
@@ -56,14 +61,14 @@ def retain_problem(
     if not wanted or len(missing) == len(wanted):
         sets = sorted({f"data.persons.{role_of(s)}" for s in wanted}) or ["data.persons.retain"]
         return (
-            f"{prefix}.retain_weight is {weight:g} but {prefix}.retain_split {wanted} has no data "
+            f"{prefix}.retain_weight is {weight:g} but {split_prefix}.retain_split {wanted} has no data "
             f"({' and '.join(sets)} not set or empty): the retain term would train on nothing. Configure "
             f"{' or '.join(sets)}, or set {prefix}.retain_weight: 0",
             None,
         )
     if missing:
         return None, (
-            f"{prefix}.retain_split names {missing} but there is no such data "
+            f"{split_prefix}.retain_split names {missing} but there is no such data "
             f"({', '.join(sorted({f'data.persons.{role_of(s)}' for s in missing}))} not set): the retain term "
             f"uses {[s for s in wanted if s not in missing]} only"
         )
@@ -179,7 +184,9 @@ def check_config(config: Mapping[str, Any]) -> list[str]:
     warnings += [w for w in (perturber_warning(config),) if w]
     available = configured_splits(persons)
     for layers, settings in training_runs(config):
-        error, warning = retain_problem(settings, available, layer_of(layers, ("retain_weight", "retain_split")))
+        error, warning = retain_problem(
+                settings, available, layer_of(layers, ("retain_weight",)), layer_of(layers, ("retain_split",))
+            )
         length = length_problem(settings, layer_of(layers, ("max_length", "max_prompt_length", "dpo")))
         errors += [e for e in (error, length) if e and e not in errors]
         warnings += [w for w in (warning,) if w and w not in warnings]
