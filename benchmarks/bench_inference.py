@@ -1,25 +1,49 @@
 """Generation and likelihood scoring of the embedded default's evaluation questions, batched (this project) against
 one item at a time (how the study generated), on the same model and prompts, with each speed-up's share:
 
-* generation: greedy decoding that drops finished rows (this project), ``model.generate`` on the same
-  length-sorted batches (every row decoded until the batch's longest answer ends), one prompt at a time;
-* likelihood: the library's batched scoring (which encodes a prompt once for all its continuations, where the
-  library shares prompts), the same batches with no prompt shared (requests split into calls whose prompts are all
-  distinct), one item at a time.
+* generation: greedy decoding that drops finished rows (this project), the same without the shared opening (the
+  chat template's system turn encoded once per call), ``model.generate`` on the same length-sorted batches (every
+  row decoded until the batch's longest answer ends), one prompt at a time;
+* likelihood: the library's batched scoring (which encodes the shared opening once per call and a prompt once for
+  all its continuations), the same without the shared opening, the same batches with no prompt shared (requests
+  split into calls whose prompts are all distinct, no opening shared), one item at a time.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pandas as pd
 
+from unlearning import batching
 from unlearning.evaluation import evaluation_questions, likelihood_requests, prompts_for
 from unlearning.generation import generate
 from unlearning.likelihood import continuation_logliks
 from unlearning.prompting import PromptStyle
+
+
+@contextmanager
+def prompts_not_shared() -> Iterator[None]:
+    """Within the block, every prompt runs whole (no shared opening, no prompt shared by a DPO pair in training)."""
+    before = batching.SHARE_PROMPTS
+    batching.SHARE_PROMPTS = False
+    try:
+        yield
+    finally:
+        batching.SHARE_PROMPTS = before
+
+
+def unshared(run: Callable[[], list[Any]]) -> Callable[[], list[Any]]:
+    """``run`` with :func:`prompts_not_shared`."""
+
+    def call() -> list[Any]:
+        with prompts_not_shared():
+            return run()
+
+    return call
 
 
 def timed(label: str, run: Callable[[], list[Any]], count: Callable[[list[Any]], dict]) -> tuple[dict, list[Any]]:
@@ -59,7 +83,10 @@ def bench_generation(
     count = lambda gens: {"items": len(gens), "tokens": sum(g.new_tokens for g in gens)}  # noqa: E731
     runs = [
         (f"generation, batch {batch_size}, length-sorted, finished rows dropped (this project)", gen(batch_size, True)),
-        (f"generation, batch {batch_size}, length-sorted, model.generate (finished rows kept)", gen(batch_size, False)),
+        (f"generation, batch {batch_size}, length-sorted, finished rows dropped, no shared opening",
+         unshared(gen(batch_size, True))),
+        (f"generation, batch {batch_size}, length-sorted, model.generate (finished rows kept)",
+         unshared(gen(batch_size, False))),
         ("generation, one prompt at a time, model.generate (baseline)", gen(1, False)),
     ]
     rows, outs = zip(*(timed(label, run, count) for label, run in runs), strict=True)
@@ -90,7 +117,7 @@ def bench_likelihood(model: Any, tokenizer: Any, requests: list[tuple[str, str]]
         return continuation_logliks(model, tokenizer, [prompts[i] for i in index], [continuations[i] for i in index],
                                     batch_size=size)  # fmt: skip
 
-    def unshared() -> list[Any]:
+    def distinct_prompts() -> list[Any]:
         out: list[Any] = [None] * len(prompts)
         for call in without_shared_prompts(prompts, continuations):
             for i, ll in zip(call, score(call, batch_size), strict=True):
@@ -103,7 +130,9 @@ def bench_likelihood(model: Any, tokenizer: Any, requests: list[tuple[str, str]]
     runs = [
         (f"likelihood, batched (batch {batch_size}, {distinct} distinct prompts for {len(prompts)} requests)",
          lambda: score(everything, batch_size)),
-        (f"likelihood, batched (batch {batch_size}), no prompt shared", unshared),
+        (f"likelihood, batched (batch {batch_size}), no shared opening",
+         unshared(lambda: score(everything, batch_size))),
+        (f"likelihood, batched (batch {batch_size}), no prompt shared, no shared opening", unshared(distinct_prompts)),
         ("likelihood, one item at a time (baseline)", lambda: [score([i], 1)[0] for i in everything]),
     ]  # fmt: skip
     rows, outs = zip(*(timed(label, run, count) for label, run in runs), strict=True)

@@ -23,6 +23,7 @@ from typing import Any
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from bench_inference import prompts_not_shared
 from peft import get_peft_model
 from transformers import Trainer, TrainingArguments, set_seed
 
@@ -249,19 +250,27 @@ def steps_per_epoch(examples: int, cfg: Mapping[str, Any]) -> int:
     return max(1, math.ceil(math.ceil(examples / int(cfg["batch_size"])) / int(cfg["grad_accum"])))
 
 
-def compare_rows(name: str, ours: dict, plain: dict, per_epoch: int) -> list[dict]:
-    """The two table rows of one method: tokens/s, the ratio, and whether the last epoch's mean losses agree."""
-    last = {k: float(pd.Series(r["losses"][-per_epoch:]).mean()) for k, r in (("ours", ours), ("plain", plain))}
-    rate = {k: r["tokens"] / r["seconds"] for k, r in (("ours", ours), ("plain", plain))}
+def compare_rows(name: str, ours: dict, unshared: dict, plain: dict, per_epoch: int) -> list[dict]:
+    """The three table rows of one method (plain, ours without shared prompts, ours): tokens/s, the ratio to plain,
+    and whether the last epoch's mean losses agree with plain."""
+    runs = {"ours": ours, "unshared": unshared, "plain": plain}
+    last = {k: float(pd.Series(r["losses"][-per_epoch:]).mean()) for k, r in runs.items()}
+    rate = {k: r["tokens"] / r["seconds"] for k, r in runs.items()}
     common = {"method": name, "steps": len(ours["losses"])}
+
+    def project(key: str, label: str) -> dict:
+        run = runs[key]
+        return {"benchmark": f"{name}: {label} ({run['dtype']})", **common, "seconds": run["seconds"],
+                "tokens": run["tokens"], "tokens_per_s": rate[key], "ratio_vs_baseline": rate[key] / rate["plain"],
+                "last_epoch_loss": last[key], "loss_agrees": loss_agrees(last[key], last["plain"]),
+                "same_tokens": run["tokens"] == plain["tokens"], "dtype": run["dtype"]}  # fmt: skip
+
     return [
         {"benchmark": f"{name}: plain Trainer (full LM head, reference every step, {plain['dtype']})", **common,
          "seconds": plain["seconds"], "tokens": plain["tokens"], "tokens_per_s": rate["plain"],
          "last_epoch_loss": last["plain"], "dtype": plain["dtype"]},
-        {"benchmark": f"{name}: this project's train ({ours['dtype']})", **common, "seconds": ours["seconds"],
-         "tokens": ours["tokens"], "tokens_per_s": rate["ours"], "ratio_vs_baseline": rate["ours"] / rate["plain"],
-         "last_epoch_loss": last["ours"], "loss_agrees": loss_agrees(last["ours"], last["plain"]),
-         "same_tokens": ours["tokens"] == plain["tokens"], "dtype": ours["dtype"]},
+        project("unshared", "this project's train, every prompt run whole"),
+        project("ours", "this project's train"),
     ]  # fmt: skip
 
 
@@ -284,12 +293,15 @@ def bench_methods(
     epochs: float | None = None,
     precision: str | None = None,
 ) -> list[dict]:
-    """Two rows per registered method (plain baseline, then ours with the ratio)."""
+    """Three rows per registered method: the plain baseline, ours with every prompt run whole, ours (with the
+    shared prompts); each of ours with its ratio to the baseline."""
     rows = []
     for name in methods or sorted(METHODS):
         cfg = method_cfg(config, model, name, epochs, precision)
         data = training_data(qa, pairs, cfg["retain_split"])
         plain = run_plain(manifest, cfg, data, style, work_dir / name / "plain")
+        with prompts_not_shared():
+            unshared = run_ours(manifest, cfg, data, style, work_dir / name / "unshared")
         ours = run_ours(manifest, cfg, data, style, work_dir / name / "ours")
-        rows += compare_rows(name, ours, plain, steps_per_epoch(plain["examples"], cfg))
+        rows += compare_rows(name, ours, unshared, plain, steps_per_epoch(plain["examples"], cfg))
     return rows

@@ -55,11 +55,14 @@ def test_method_rows_ratio_and_loss_tolerance() -> None:
     assert loss_agrees(10.4, 10.0) and not loss_agrees(10.6, 10.0), "5% of the baseline's loss"
     assert loss_agrees(0.04, 0.0) and not loss_agrees(0.06, 0.0), "at least 0.05"
     ours = {"seconds": 10.0, "tokens": 1000, "losses": [3.0, 2.0, 1.0, 1.0], "dtype": "bfloat16"}
+    unshared = {"seconds": 20.0, "tokens": 1000, "losses": [3.0, 2.0, 1.0, 1.2], "dtype": "bfloat16"}
     plain = {"seconds": 40.0, "tokens": 1000, "losses": [3.0, 2.0, 1.02, 1.0], "dtype": "bf16 autocast"}
-    base, row = compare_rows("npo", ours, plain, per_epoch=2)
+    base, whole, row = compare_rows("npo", ours, unshared, plain, per_epoch=2)
     assert base["tokens_per_s"] == 25.0 and row["tokens_per_s"] == 100.0 and row["ratio_vs_baseline"] == 4.0
+    assert whole["ratio_vs_baseline"] == 2.0 and "every prompt run whole" in whole["benchmark"]
     assert base["last_epoch_loss"] == 1.01 and row["last_epoch_loss"] == 1.0
     assert row["loss_agrees"] and row["same_tokens"] and row["steps"] == 4
+    assert not whole["loss_agrees"], "1.1 against 1.01 is beyond 5%"
 
 
 @pytest.mark.parametrize("method", ["dpo", "idk_dpo", "grad_ascent", "grad_diff", "npo", "simnpo", "rmu", "undial"])
@@ -172,3 +175,24 @@ def test_gpu_check_knows_the_bf16_peaks_and_reads_the_halvings(monkeypatch: pyte
     logger.warning("%s: CUDA out of memory; retrying with batch size %d", "likelihood", 8)
     logger.warning("unrelated")
     assert handler.sizes == [8]
+
+
+def test_inference_rows_on_the_tiny_model(tiny_manifest) -> None:  # noqa: ANN001
+    """Every generation and likelihood row runs on a real model: the project's rows, each speed-up turned off on its
+    own, the one-at-a-time baseline; same answers and log-likelihoods throughout."""
+    from bench_inference import bench_generation, bench_likelihood
+
+    from unlearning.models import load_model
+    from unlearning.prompting import build_prompt
+
+    model, tokenizer = load_model(tiny_manifest, device=torch.device("cpu"))
+    prompts = [build_prompt(tokenizer, q) for q in ["Who?", "Where was she born?", "When did she move to Paris?"]]
+    gen = bench_generation(model, tokenizer, prompts, batch_size=2, max_new_tokens=6)
+    assert [r["benchmark"].split(", ")[-1] for r in gen] == [
+        "finished rows dropped (this project)", "no shared opening", "model.generate (finished rows kept)",
+        "model.generate (baseline)"]  # fmt: skip
+    assert all(r["identical_outputs"] == 1.0 and r["ratio_vs_baseline"] > 0 for r in gen[:-1])
+    requests = [(prompts[0], "Marie Curie."), (prompts[0], "Pierre."), (prompts[1], "Warsaw"), (prompts[2], "1891")]
+    lik = bench_likelihood(model, tokenizer, requests, batch_size=2)
+    assert len(lik) == 4 and "no shared opening" in lik[1]["benchmark"] and "no prompt shared" in lik[2]["benchmark"]
+    assert all(r["max_abs_loglik_diff"] < 1e-4 for r in lik[:-1])

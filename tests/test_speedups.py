@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from unlearning.generation import generate, greedy_pruned
+from unlearning.generation import generate, greedy_pruned, shared_opening
 from unlearning.likelihood import continuation_logliks
 from unlearning.models import Manifest, load_model
 from unlearning.prompting import build_prompt
@@ -49,6 +49,11 @@ def test_pruned_greedy_decoding_gives_the_answers_of_model_generate(
     pruned = generate(model, tokenizer, prompts, batch_size=4, **kwargs)
     reference = [generate(model, tokenizer, [p], batch_size=1, prune_finished=False, **kwargs)[0] for p in prompts]
     assert pruned == reference and all(g.new_tokens > 0 for g in pruned)
+    # the chat prompts' system turn ran once and every batch continued from it (Gemma's 16-token test window is
+    # too short for a shared opening with padding after it: it runs every prompt whole)
+    opening = shared_opening(model, [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts], 12)
+    shares = which == "tiny_manifest" and not stop_at_newline
+    assert (opening is not None and opening.length >= 8) if shares else opening is None
 
 
 def test_pruned_decoding_drops_rows_that_finished(tiny_manifest: Manifest) -> None:
@@ -81,3 +86,64 @@ def test_pruned_decoding_runs_through_a_lora_adapter(tiny_manifest: Manifest) ->
     kwargs = {"max_new_tokens": 8, "batch_size": 1, "prune_finished": False}
     reference = [generate(model, tokenizer, [p], **kwargs)[0] for p in prompts]
     assert pruned == reference
+
+
+@pytest.mark.parametrize("which", ["tiny_manifest", "tiny_gemma3_manifest"])
+@pytest.mark.parametrize("shape", ["distinct prompts", "pairs", "pairs without a template"])
+def test_shared_prompt_training_gives_the_logits_and_gradients_of_the_plain_forward(
+    which: str, shape: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Training's decoder runs the rows' common opening once and, for the DPO family's pairs, each prompt once
+    (LoRA on, gradients through the cache copies): the answer logits and every LoRA gradient equal those of one
+    plain forward over the padded rows."""
+    from peft import LoraConfig, get_peft_model
+
+    from unlearning import batching
+    from unlearning.methods.base import answer_logits
+    from unlearning.training import collate_sequences
+
+    model, tokenizer = load_model(request.getfixturevalue(which), device=torch.device("cpu"))
+    torch.manual_seed(0)
+    config = LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", init_lora_weights=False)
+    model = get_peft_model(model, config).train()
+    questions = ["Who?", "Where was she born?", "When?"]
+    answers = ["Marie Curie.", "In Warsaw, Poland.", "1867"]
+    if shape != "distinct prompts":  # chosen then rejected, as the DPO family's forward concatenates them
+        questions, answers = questions + questions, answers + ["Pierre.", "In Paris, France, in a small flat.", "1"]
+    rows = []
+    for question, answer in zip(questions, answers, strict=True):
+        prompt = build_prompt(tokenizer, question, chat_template=shape != "pairs without a template")
+        ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        rows.append((ids + tokenizer(" " + answer, add_special_tokens=False)["input_ids"], len(ids)))
+    batch = collate_sequences(rows, tokenizer.pad_token_id)
+    passes: list[int] = []
+    decoder = model.get_base_model().get_decoder()
+    handle = decoder.register_forward_pre_hook(
+        lambda m, a, kw: passes.append(kw["input_ids"].shape[0]), with_kwargs=True
+    )
+
+    def logits_and_grads() -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+        model.zero_grad()
+        logits, targets, _ = answer_logits(model, batch)
+        torch.nn.functional.cross_entropy(logits, targets).backward()
+        return logits.detach(), targets, [p.grad.clone() for n, p in model.named_parameters() if "lora_" in n]
+
+    shared_logits, shared_targets, shared_grads = logits_and_grads()
+    shared_passes, passes[:] = list(passes), []
+    monkeypatch.setattr(batching, "SHARE_PROMPTS", False)  # the plain forward
+    plain_logits, plain_targets, plain_grads = logits_and_grads()
+    handle.remove()
+    assert passes == [len(rows)]
+    # the opening (a batch of one) where there is a chat template; each prompt once where rows are pairs (Gemma's
+    # 16-token test window is too short for padding inside a row: its pairs share only the opening)
+    expected = {
+        "distinct prompts": [1, 3],
+        "pairs": [1, 6] if which == "tiny_gemma3_manifest" else [1, 3, 6],
+        "pairs without a template": [6] if which == "tiny_gemma3_manifest" else [3, 6],
+    }[shape]
+    assert shared_passes == expected
+    assert torch.equal(shared_targets, plain_targets)
+    torch.testing.assert_close(shared_logits, plain_logits, atol=1e-4, rtol=1e-4)
+    assert len(shared_grads) == len(plain_grads) > 0
+    for shared, plain in zip(shared_grads, plain_grads, strict=True):
+        torch.testing.assert_close(shared, plain, atol=1e-5, rtol=1e-3)

@@ -8,10 +8,12 @@ results in the input order.
 
 from __future__ import annotations
 
+import copy
 import inspect
 import logging
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import torch
 from tqdm.auto import tqdm
@@ -71,3 +73,70 @@ def returned_cache(output: object) -> object:
     """The KV cache of a forward's output, under either name."""
     cache = getattr(output, "cache", None)
     return cache if cache is not None else output.past_key_values
+
+
+#: A shared opening shorter than this many tokens is not worth its own forward pass
+MIN_SHARED_PREFIX = 8
+#: Whether prompts' shared parts run once (generation, likelihood, training); ``benchmarks/`` turns it off to
+#: measure what that buys. Results are the same either way, up to float rounding.
+SHARE_PROMPTS = True
+
+
+def common_prefix_length(sequences: Sequence[Sequence[int]], limit: int | None = None) -> int:
+    """Tokens at the start of every sequence that are identical, at most ``limit``; 0 when that is below
+    :data:`MIN_SHARED_PREFIX` or there are fewer than two sequences."""
+    if len(sequences) < 2 or not SHARE_PROMPTS:
+        return 0
+    first, n = sequences[0], min(len(s) for s in sequences)
+    if limit is not None:
+        n = min(n, limit)
+    length = next((i for i in range(n) if any(s[i] != first[i] for s in sequences)), n)
+    return length if length >= MIN_SHARED_PREFIX else 0
+
+
+@dataclass(frozen=True)
+class Opening:
+    """The KV cache of the tokens every prompt opens with (one row), computed once; batches continue from copies."""
+
+    length: int
+    cache: Any  # noqa: ANN401 (a transformers Cache)
+
+    def copies(self, rows: int) -> Any:  # noqa: ANN401
+        """A copy of the cache for a batch of ``rows`` prompts."""
+        cache = copy.deepcopy(self.cache)
+        cache.batch_repeat_interleave(rows)
+        return cache
+
+
+def left_padded(rows: Sequence[Sequence[int]], pad: int, cached: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token ids ``[n, width]``, left-padded, and their attention mask ``[n, cached + width]`` whose first
+    ``cached`` columns (an opening already in the KV cache) are all ones."""
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(rows), cached + width), dtype=torch.long)
+    mask[:, :cached] = 1
+    for row, tokens in enumerate(rows):
+        if tokens:
+            ids[row, width - len(tokens) :] = torch.tensor(list(tokens))
+            mask[row, cached + width - len(tokens) :] = 1
+    return ids, mask
+
+
+@torch.inference_mode()
+def shared_opening(model: torch.nn.Module, prompts: Sequence[Sequence[int]], tail: int) -> Opening | None:
+    """The opening all ``prompts`` (token ids) share, e.g. a chat template's system turn, with its KV cache;
+    ``None`` when there is none worth sharing. One token of every prompt stays outside it, so a prompt's own pass
+    ends on the position that predicts what follows.
+
+    Batches then put their padding between the opening and each prompt's rest, which lengthens distances by
+    index: a model with sliding-window attention shares an opening only when every padded row (the longest
+    prompt and ``tail`` more tokens) fits in its window.
+    """
+    if len(prompts) < 2:
+        return None
+    shared = common_prefix_length(prompts, limit=min(len(p) for p in prompts) - 1)
+    window = getattr(model.config.get_text_config(), "sliding_window", None)
+    if not shared or (window and max(len(p) for p in prompts) + tail > window):
+        return None
+    ids = torch.tensor([list(prompts[0][:shared])], device=model.device)
+    return Opening(shared, returned_cache(model(input_ids=ids, use_cache=True, logits_to_keep=1)))

@@ -16,11 +16,12 @@ import hashlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, StoppingCriteria, StoppingCriteriaList
 
-from .batching import cache_kwarg, returned_cache, run_batched
+from .batching import cache_kwarg, left_padded, returned_cache, run_batched, shared_opening
 
 log = logging.getLogger(__name__)
 
@@ -129,12 +130,20 @@ def generate(
             "%s: %d of %d prompts were longer than the context allows and lost their start", desc, cut, len(prompts)
         )
     lengths = {p: min(len(ids), room) for p, ids in ids_of.items()}
+    greedy = prune_finished and not do_sample
+    opening = shared_opening(model, list(ids_of.values()), max_new_tokens) if greedy and not cut else None
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
     @torch.inference_mode()
     def run(batch: list[str]) -> list[Generation]:
+        if greedy and opening is not None:
+            ids, mask = left_padded([ids_of[p][opening.length :] for p in batch], pad, opening.length)
+            cache = opening.copies(len(batch))
+            rows = greedy_pruned(model, ids.to(model.device), mask.to(model.device), max_new_tokens, eos, breaks, cache)
+            return [_decoded(row) for row in rows]
         texts = [fitted[p] for p in batch]
         enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
-        if prune_finished and not do_sample:
+        if greedy:
             rows = greedy_pruned(model, enc["input_ids"], enc["attention_mask"], max_new_tokens, eos, breaks)
             return [_decoded(row) for row in rows]
         kwargs = {"do_sample": do_sample, "max_new_tokens": max_new_tokens, "pad_token_id": tokenizer.pad_token_id}
@@ -170,15 +179,22 @@ def greedy_pruned(
     max_new_tokens: int,
     eos: set[int],
     breaks: _LineBreaks | None = None,
+    cache: Any = None,  # noqa: ANN401 (a transformers Cache)
 ) -> list[list[int]]:
     """Greedy new tokens per left-padded row; a row leaves the batch (and the KV cache) as soon as it has produced
-    an EOS token or, with ``breaks``, ended its first line. Each row's tokens end with the one that finished it."""
+    an EOS token or, with ``breaks``, ended its first line. Each row's tokens end with the one that finished it.
+
+    With ``cache`` (one row per prompt, holding an opening every prompt shares), ``input_ids [batch, n]`` are the
+    prompts' rest and ``attention_mask [batch, cached + n]`` covers the opening too."""
     out: list[list[int]] = [[] for _ in range(len(input_ids))]
     alive = list(range(len(input_ids)))
-    mask = attention_mask
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    step = model(input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1)
-    cache, next_pos, name = returned_cache(step), positions[:, -1:] + 1, cache_kwarg(model)
+    mask, name = attention_mask, cache_kwarg(model)
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, mask.shape[1] - input_ids.shape[1] :]
+    opening = {name: cache} if cache is not None else {}
+    step = model(
+        input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1, **opening
+    )
+    cache, next_pos = returned_cache(step), positions[:, -1:] + 1
     for i in range(max_new_tokens):
         tokens = step.logits[:, -1].argmax(-1)
         keep = []

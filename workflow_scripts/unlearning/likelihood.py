@@ -11,7 +11,6 @@ membership scores need (:mod:`unlearning.metrics`), without another forward pass
 from __future__ import annotations
 
 import copy
-import inspect
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ from dataclasses import dataclass
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from .batching import run_batched
+from .batching import cache_kwarg, left_padded, returned_cache, run_batched, shared_opening
 
 log = logging.getLogger(__name__)
 
@@ -93,9 +92,11 @@ def continuation_logliks(
     items = list(groups.items())
     results: list[LogLik | None] = [None] * len(pairs)
     max_rows = max(1, 4 * batch_size)  # continuation rows per forward pass
-    # transformers renames ``past_key_values`` to ``cache`` (the old name warns until its removal)
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    cache_arg = "cache" if "cache" in inspect.signature(type(base).forward).parameters else "past_key_values"
+    cache_arg = cache_kwarg(model)
+    # The opening every prompt shares (a chat template's system turn: 30 of SmolLM2-Instruct's ~45 prompt tokens
+    # with the default instruction) runs once for the whole call; each batch continues from copies of its cache.
+    opening = shared_opening(model, [p for p, _ in items], max((len(c) for _, c, _ in pairs), default=0))
+    shared = opening.length if opening is not None else 0
 
     def row_result(step: torch.Tensor, c: list[int], detail: bool) -> LogLik:
         """A continuation's LogLik from ``step``: one row of logits per continuation token (row t predicts c[t])."""
@@ -122,23 +123,20 @@ def continuation_logliks(
     @torch.inference_mode()
     def run(batch: list[tuple[tuple[int, ...], list[int]]]) -> list[int]:
         device = model.device
-        # 1. every prompt once, left-padded (position ids skip the padding, as in generation); the LM head runs on
-        #    the last position only, which predicts each continuation's first token
-        width = max(len(p) for p, _ in batch)
-        ids = torch.full((len(batch), width), pad, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for row, (p, _) in enumerate(batch):
-            ids[row, width - len(p) :] = torch.tensor(p)
-            mask[row, width - len(p) :] = 1
+        # 1. every prompt once after the shared opening, left-padded (position ids skip the padding, as in
+        #    generation); the LM head runs on the last position only, which predicts each continuation's first token
+        ids, mask = left_padded([p[shared:] for p, _ in batch], pad, shared)
+        cached = {cache_arg: opening.copies(len(batch))} if opening is not None else {}
         out = model(
             input_ids=ids.to(device),
             attention_mask=mask.to(device),
-            position_ids=(mask.cumsum(-1) - 1).clamp(min=0).to(device),
+            position_ids=(mask.cumsum(-1) - 1).clamp(min=0)[:, shared:].to(device),
             use_cache=True,
             logits_to_keep=1,
+            **cached,
         )
         first = out.logits[:, -1].float()
-        cache = out.past_key_values
+        cache = returned_cache(out)
         lengths = mask.sum(-1)
         # 2. the continuations (longer than one token) on copies of their prompt's cache, right-padded: padding
         #    after the real tokens cannot change them under the causal mask

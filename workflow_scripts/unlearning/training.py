@@ -7,9 +7,10 @@ Everything a method does not define lives here (see :mod:`unlearning.methods.bas
   reference log-probabilities a method declares (``reference_sequences``) are computed once, before training.
 * The shared retain term: ``retain_weight`` x (NLL or KL to the reference) on batches of the ``retain_split``
   QA, drawn in a seeded order that depends only on the step (so a resumed run sees the same batches).
-* Speed-ups: the LM head projects only answer positions; weights are bf16 wherever bf16 is native
-  (``precision: auto``); attention is eager on the CPU (SDPA's CPU backward is slow for short padded sequences);
-  ``benchmarks/run.py`` measures what each buys.
+* Speed-ups: the LM head projects only answer positions; the decoder runs the prompts' shared opening once per
+  batch and each prompt once for the DPO family's pairs (:mod:`unlearning.methods.shared_prompts`); weights are
+  bf16 wherever bf16 is native (``precision: auto``); attention is eager on the CPU (SDPA's CPU backward is slow
+  for short padded sequences); ``benchmarks/run.py`` measures what each buys.
 * Checkpoints go to a folder that is not a Snakemake output, keyed by the settings' hash, so a killed job resumes
   from its last checkpoint while changed settings start afresh.
 * A guard against silent no-ops: training that leaves every LoRA B matrix at zero fails (PEFT with gradient

@@ -35,6 +35,8 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from .shared_prompts import answer_states
+
 Batch = Mapping[str, torch.Tensor]
 
 
@@ -52,16 +54,16 @@ def answer_logits(model: torch.nn.Module, batch: Batch) -> tuple[torch.Tensor, t
     """Logits at the positions that predict an answer token, and nothing else.
 
     The LM head is the costliest layer of a small model with a large vocabulary; projecting only the answer
-    positions (a few per row) instead of every prompt and padding position saves most of it in training.
+    positions (a few per row) instead of every prompt and padding position saves most of it in training. The
+    decoder runs each shared part of the prompts once (:func:`unlearning.methods.shared_prompts.answer_states`).
 
     Returns ``logits [n, vocab]`` (float32), ``targets [n]`` (the answer token each position predicts) and
     ``rows [n]`` (the batch row of each), where ``n`` is the number of answer tokens in the batch.
     """
     decoder, head = backbone_and_head(model)
-    hidden = decoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
-    targets = batch["labels"][:, 1:]
+    hidden, targets = answer_states(decoder, batch)
     keep = targets != -100
-    logits = head(hidden[:, :-1][keep]).float()
+    logits = head(hidden[keep]).float()
     softcap = getattr(getattr(model, "config", None), "final_logit_softcapping", None)
     if softcap:  # Gemma-style logit soft-capping, as the model's own forward applies it
         logits = torch.tanh(logits / softcap) * softcap
