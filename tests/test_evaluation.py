@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pandas as pd
@@ -12,7 +13,7 @@ from unlearning.batching import run_batched
 from unlearning.evaluation import EVAL_SPLITS, answer_questions, build_summary, evaluation_questions, score_answers
 from unlearning.likelihood import continuation_logliks
 from unlearning.models import Manifest, load_model
-from unlearning.prompting import PromptStyle
+from unlearning.prompting import PromptStyle, build_prompt
 from unlearning.qa_data import OFFICIAL_TRUTHFULQA_COLUMNS as TQA_COLUMNS
 from unlearning.qa_data import build_truthfulqa
 
@@ -80,6 +81,11 @@ def test_score_variant_end_to_end_on_real_truthfulqa(tiny, shared_data: Path) ->
     assert scores["answer_prob"].between(0, 1).all()
     finite = scores["perplexity"].dropna()
     assert len(finite) and (finite > 1).all()
+    # the perplexity that came from the likelihood pass (no adapter: the model judges itself) is the judge's own
+    prompts = [build_prompt(tokenizer, q, **vars(STYLE)) for q in gens["question"]]
+    judged = continuation_logliks(model, tokenizer, prompts, gens["generation"].tolist(), batch_size=1)
+    alone = [math.exp(-ll.mean) if ll.tokens else math.nan for ll in judged]
+    assert scores["perplexity"].tolist() == pytest.approx(alone, rel=1e-4, nan_ok=True)
     summary = build_summary({("tiny", "base"): scores, ("tiny", "unlearned"): scores})
     headline = summary[summary["metric"].str.endswith(("_drop", "_change"))]
     assert set(headline["variant"]) == {"unlearned"} and set(headline["subset"]) == {"all"}
@@ -87,6 +93,22 @@ def test_score_variant_end_to_end_on_real_truthfulqa(tiny, shared_data: Path) ->
     assert set(drops["split"]) == set(EVAL_SPLITS)
     assert (drops["value"] == 0).all(), "identical variants have no drop"
     assert set(headline.loc[headline.split == "truthfulqa", "metric"]) >= {"mc2_change", "rougeL_recall_drop"}
+
+
+def test_an_adapter_variant_is_judged_by_the_base_model(tiny_manifest: Manifest) -> None:
+    """With a LoRA adapter, the likelihoods are the variant's and the perplexity of its answers the base model's."""
+    from peft import LoraConfig, get_peft_model
+
+    model, tokenizer = load_model(tiny_manifest, device=torch.device("cpu"))
+    questions = evaluation_questions(qa_table().head(4), pd.DataFrame(columns=["id", "question", "best_answer"]))
+    gens = answer_questions(model, tokenizer, questions, STYLE, max_new_tokens=6, batch_size=4)
+    base = score_answers(model, tokenizer, gens, pd.DataFrame(columns=["id"]), STYLE, batch_size=4)
+    torch.manual_seed(0)
+    lora = LoraConfig(r=4, lora_alpha=64, target_modules="all-linear", init_lora_weights=False)
+    variant = get_peft_model(model, lora).eval()
+    scores = score_answers(variant, tokenizer, gens, pd.DataFrame(columns=["id"]), STYLE, batch_size=4)
+    assert scores["perplexity"].tolist() == pytest.approx(base["perplexity"].tolist(), rel=1e-4, nan_ok=True)
+    assert (scores["answer_prob"] / base["answer_prob"] - 1).abs().min() > 0.01, "the adapter scored the answers"
 
 
 def test_summary_marks_empty_split(tiny) -> None:

@@ -139,6 +139,10 @@ def score_answers(
 
     requests, mc_slices = likelihood_requests(df, prompts, truthfulqa)
     wrong_slices = field_scores.add_wrong_requests(requests, df["id"], prompts, wrong or {})
+    # without an adapter the model is its own fluency judge: its generations join the same pass (sharing prompts)
+    judged_start = len(requests) if not hasattr(model, "disable_adapter") else None
+    if judged_start is not None:
+        requests += list(zip(prompts, df["generation"].tolist(), strict=True))
     details = field_scores.wants_details(df["split"]) + [False] * (len(requests) - len(df))
     lls = continuation_logliks(
         model,
@@ -166,17 +170,14 @@ def score_answers(
     df["mc1"], df["mc2"] = mc1, mc2
     df = field_scores.add_field_columns(df, lls[: len(df)], lls, wrong_slices)
 
-    def perplexities() -> list[float]:
-        gens = continuation_logliks(
-            model, tokenizer, prompts, df["generation"].tolist(), batch_size=batch_size, desc="perplexity"
-        )
-        return [math.exp(-ll.mean) if ll.tokens else math.nan for ll in gens]
-
-    if hasattr(model, "disable_adapter"):
-        with model.disable_adapter():
-            df["perplexity"] = perplexities()
+    if judged_start is not None:
+        judged = lls[judged_start:]
     else:
-        df["perplexity"] = perplexities()
+        with model.disable_adapter():
+            judged = continuation_logliks(
+                model, tokenizer, prompts, df["generation"].tolist(), batch_size=batch_size, desc="perplexity"
+            )
+    df["perplexity"] = [math.exp(-ll.mean) if ll.tokens else math.nan for ll in judged]
     return df
 
 
