@@ -185,8 +185,8 @@ def check_config(config: Mapping[str, Any]) -> list[str]:
     available = configured_splits(persons)
     for layers, settings in training_runs(config):
         error, warning = retain_problem(
-                settings, available, layer_of(layers, ("retain_weight",)), layer_of(layers, ("retain_split",))
-            )
+            settings, available, layer_of(layers, ("retain_weight",)), layer_of(layers, ("retain_split",))
+        )
         length = length_problem(settings, layer_of(layers, ("max_length", "max_prompt_length", "dpo")))
         errors += [e for e in (error, length) if e and e not in errors]
         warnings += [w for w in (warning,) if w and w not in warnings]
