@@ -145,7 +145,9 @@ def continuation_logliks(
             p, c, detail = pairs[i]
             if len(c) <= 1:
                 results[i] = row_result(first[row : row + 1, :], c, detail) if c else LogLik(0.0, 0)
-        longer = [(row, i) for row, i in rows if len(pairs[i][1]) > 1]
+        # by length, so each chunk pads its continuations to about their own length (generations judged in the
+        # same pass run to max_new_tokens where a reference answer has a few tokens)
+        longer = sorted(((row, i) for row, i in rows if len(pairs[i][1]) > 1), key=lambda ri: len(pairs[ri[1]][1]))
         for start in range(0, len(longer), max_rows):
             chunk = longer[start : start + max_rows]
             tail = max(len(pairs[i][1]) for _, i in chunk) - 1  # the last token predicts nothing
