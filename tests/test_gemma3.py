@@ -13,8 +13,9 @@ from transformers import AutoModelForCausalLM
 
 from unlearning.errors import InputError
 from unlearning.generation import generate
+from unlearning.layers import decoder_layers, layer_index, num_layers
 from unlearning.likelihood import continuation_logliks
-from unlearning.models import Manifest, decoder_layers, layer_index, load_model, num_layers
+from unlearning.models import Manifest, load_model
 from unlearning.prompting import PromptStyle, build_prompt
 
 STYLES = [PromptStyle(instruction="Give only one sentence answer."), PromptStyle(chat_template=False, few_shot=5)]

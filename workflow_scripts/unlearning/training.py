@@ -40,9 +40,10 @@ from transformers import PreTrainedTokenizerBase, Trainer, TrainingArguments, se
 from transformers.trainer_callback import TrainerState
 from transformers.trainer_utils import get_last_checkpoint
 
+from .layers import decoder_layers
 from .methods import get_method
 from .methods.base import Method, sequence_logprob
-from .models import Manifest, decoder_layers, load_model, pick_device, training_dtype
+from .models import Manifest, load_model, pick_device, training_dtype
 from .parquet_io import config_hash
 from .prompting import PromptStyle, build_prompt
 

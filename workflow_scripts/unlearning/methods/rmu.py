@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from ..models import decoder_layers, layer_index
+from ..layers import decoder_layers, layer_index
 from . import register
 from .base import Method, backbone_and_head
 
