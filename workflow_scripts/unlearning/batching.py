@@ -108,6 +108,13 @@ class Opening:
         return cache
 
 
+def sliding_window(model: torch.nn.Module) -> int | None:
+    """The model's sliding attention window in tokens (Gemma 3's local layers), or None when it has none."""
+    config = model.config
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    return getattr(text, "sliding_window", None)
+
+
 def left_padded(rows: Sequence[Sequence[int]], pad: int, cached: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Token ids ``[n, width]``, left-padded, and their attention mask ``[n, cached + width]`` whose first
     ``cached`` columns (an opening already in the KV cache) are all ones."""
@@ -135,7 +142,7 @@ def shared_opening(model: torch.nn.Module, prompts: Sequence[Sequence[int]], tai
     if len(prompts) < 2:
         return None
     shared = common_prefix_length(prompts, limit=min(len(p) for p in prompts) - 1)
-    window = getattr(model.config.get_text_config(), "sliding_window", None)
+    window = sliding_window(model) if shared else None
     if not shared or (window and max(len(p) for p in prompts) + tail > window):
         return None
     ids = torch.tensor([list(prompts[0][:shared])], device=model.device)

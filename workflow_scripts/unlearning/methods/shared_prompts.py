@@ -25,7 +25,7 @@ from collections.abc import Mapping
 import torch
 
 from .. import batching
-from ..batching import cache_kwarg, common_prefix_length, returned_cache
+from ..batching import cache_kwarg, common_prefix_length, returned_cache, sliding_window
 
 
 def _checkpointing(decoder: torch.nn.Module) -> bool:
@@ -76,7 +76,7 @@ def answer_states(decoder: torch.nn.Module, batch: Mapping[str, torch.Tensor]) -
     grouped = len(groups) < len(contexts) and middle > 0
     if grouped:
         width = max(n - s for n, s in zip(lengths, starts, strict=True))
-        window = getattr(decoder.config.get_text_config(), "sliding_window", None)
+        window = sliding_window(decoder)
         grouped = not window or opening + middle + width <= window
     if not grouped:
         starts, middle = [opening] * len(starts), 0
