@@ -537,3 +537,37 @@ def test_readme_single_target_example_works_with_configfile(tmp_path: Path) -> N
 def test_numpy_is_what_datasets_prints() -> None:
     """Guard for the to_csv case: numpy's str() of a string array is the commaless form parsed above."""
     assert parse_printed_list(str(np.array(["a b", "it's"]))) == ["a b", "it's"]
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_a_forget_file_without_a_mapped_column_is_an_error_before_any_job(tmp_path: Path, suffix: str) -> None:
+    """The header alone is read when the workflow parses, so a file lacking a mapped column stops the run at once
+    (not in prepare_data, after the DAG has started) and names the file, the column and what the file has."""
+    table = pd.DataFrame({"title": ["Ada Lovelace"], "query": ["Where was Ada Lovelace born?"], "answer": ["London"]})
+    forget = tmp_path / f"forget{suffix}"
+    table.to_csv(forget, index=False) if suffix == ".csv" else table.to_parquet(forget)
+    config = embedded_config()
+    config["data"]["persons"]["forget"] = {"source": "local", "path": str(forget)}
+    with pytest.raises(InputError) as err:
+        check_config(config)
+    assert (f"data.persons.forget ({forget}): missing column(s) 'question' (for question); the file has ['title', "
+            "'query', 'answer']") in str(err.value)  # fmt: skip
+    config["data"]["persons"]["forget"]["columns"] = {"question": "query"}  # this file's own name for it
+    assert check_config(config) == []
+
+
+def test_a_bad_forget_header_leaves_existing_results_alone(tmp_path: Path) -> None:
+    """A real Snakemake run with that config fails at parse time: no job starts, the data it would rebuild stays."""
+    forget = tmp_path / "forget.csv"
+    forget.write_text("title,query,answer\nAda Lovelace,Where was Ada Lovelace born?,London\n")
+    config = embedded_config()
+    config["data"]["persons"]["forget"] = {"source": "local", "path": str(forget)}
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(config))
+    qa = tmp_path / "results" / "data" / "qa.parquet"
+    qa.parent.mkdir(parents=True)
+    qa.write_bytes(b"an earlier run's data")
+    out = snakemake_run(
+        ROOT / "Snakefile", tmp_path, "--configfile", "bad.yaml", "--cores", "1", "results/data/qa.parquet"
+    )
+    assert out.returncode != 0 and "missing column(s) 'question' (for question)" in out.stdout + out.stderr
+    assert qa.read_bytes() == b"an earlier run's data" and not (tmp_path / "logs" / "prepare_data.log").exists()

@@ -13,7 +13,7 @@ empty CSV cell, or a JSON ``null``, is missing.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -142,17 +142,46 @@ def load_source(spec: Mapping[str, Any]) -> pd.DataFrame:
     return load_local(spec["path"])
 
 
+def missing_columns(columns: Sequence[str], mapping: Mapping[str, str], where: str) -> str | None:
+    """The error for the columns of ``mapping`` (ours -> the source's) that ``columns`` lacks, or None."""
+    missing = {ours: theirs for ours, theirs in mapping.items() if theirs not in columns}
+    if not missing:
+        return None
+    wanted = ", ".join(f"{theirs!r} (for {ours})" for ours, theirs in missing.items())
+    return (
+        f"{where}: missing column(s) {wanted}; the file has {list(columns)}. "
+        "Fix the file or the `columns:` mapping in the config"
+    )
+
+
 def map_columns(df: pd.DataFrame, mapping: Mapping[str, str], where: str) -> pd.DataFrame:
     """Rename the configured source columns to the project's names, failing on any that is absent."""
     check_column_mapping(mapping, where)
-    missing = {ours: theirs for ours, theirs in mapping.items() if theirs not in df.columns}
-    if missing:
-        wanted = ", ".join(f"{theirs!r} (for {ours})" for ours, theirs in missing.items())
-        raise InputError(
-            f"{where}: missing column(s) {wanted}; the file has {list(df.columns)}. "
-            "Fix the file or the `columns:` mapping in the config"
-        )
+    problem = missing_columns(list(df.columns), mapping, where)
+    if problem:
+        raise InputError(problem)
     return df[list(mapping.values())].rename(columns={v: k for k, v in mapping.items()})
+
+
+def local_header(spec: Mapping[str, Any]) -> list[str] | None:
+    """The column names of a local CSV or Parquet source, read from its header alone (no data rows), so that the
+    config can be checked against its data when the workflow is parsed.
+
+    None where the header cannot be had cheaply or cleanly: a hub dataset, a JSON file (its keys can differ row by
+    row), a missing file, or a CSV whose first line is empty or not UTF-8. The data stage reads those sources
+    whole and names the file, line and problem (:func:`load_local`)."""
+    path = Path(spec["path"])
+    fmt = LOCAL_FORMATS.get(path.suffix.lower())
+    if spec.get("source") == "hub" or fmt not in ("csv", "parquet") or not path.is_file():
+        return None
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        return list(pq.read_schema(path).names)
+    try:
+        return [str(c) for c in pd.read_csv(path, nrows=0, encoding="utf-8").columns]
+    except (UnicodeDecodeError, pd.errors.EmptyDataError, pd.errors.ParserError):
+        return None  # load_local reports these with the line and byte
 
 
 def check_column_mapping(mapping: Mapping[str, str], where: str) -> None:

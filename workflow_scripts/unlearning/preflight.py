@@ -14,7 +14,7 @@ from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
-from .data_sources import check_column_mapping
+from .data_sources import check_column_mapping, describe, local_header, missing_columns
 from .errors import InputError
 from .settings import expand_unlearn, needs_pairs, unlearn_settings
 
@@ -174,6 +174,10 @@ def check_config(config: Mapping[str, Any]) -> list[str]:
                 check_column_mapping(mapping, f"data.persons.{role}")
             except InputError as exc:
                 errors.append(str(exc))
+            header = local_header(persons[role])
+            if header is not None:
+                where = f"data.persons.{role} ({describe(persons[role])})"
+                errors += [e for e in (missing_columns(header, mapping, where),) if e]
     try:
         check_column_mapping(config["data"]["truthfulqa"]["columns"], "data.truthfulqa")
     except InputError as exc:
