@@ -192,3 +192,28 @@ def test_corrupt_parquet_is_detected(tmp_path: Path) -> None:
     path.write_bytes(path.read_bytes()[:-20])
     with pytest.raises(InputError, match="not a readable Parquet file"):
         read_parquet(path)
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002])
+def test_outputs_get_the_mode_of_the_umask(tmp_path: Path, umask: int) -> None:
+    """An atomic Parquet write (a mkstemp file, 0600) and a folder of library-written files end readable as the
+    umask allows, like any file the user creates."""
+    import os
+
+    from unlearning.file_modes import apply_umask
+
+    old = os.umask(umask)
+    try:
+        path = write_parquet(pd.DataFrame({"a": [1]}), tmp_path / "x.parquet", stage="t", config={})
+        folder = tmp_path / "adapter"
+        (folder / "sub").mkdir(parents=True)
+        for name in ("adapter_model.safetensors", "sub/config.json"):
+            (folder / name).write_text("{}")
+            os.chmod(folder / name, 0o600)  # as the safetensors library leaves its files
+        apply_umask(folder)
+    finally:
+        os.umask(old)
+    expected = 0o666 & ~umask
+    assert path.stat().st_mode & 0o777 == expected
+    assert {p.name: p.stat().st_mode & 0o777 for p in folder.rglob("*") if p.is_file()} == {
+        "adapter_model.safetensors": expected, "config.json": expected}  # fmt: skip

@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from unlearning.file_modes import umask_mode
 from unlearning.parquet_io import read_metadata, read_parquet
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -145,6 +146,8 @@ def e2e(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple
 def test_end_to_end_run_writes_every_artifact(e2e: tuple[Path, dict]) -> None:
     workdir, _ = e2e
     results = workdir / "results"
+    mode = umask_mode()  # results are readable as the umask allows (mkstemp and safetensors files start as 0600)
+    assert [p for p in results.rglob("*") if p.is_file() and p.stat().st_mode & 0o777 != mode] == []
     qa = read_parquet(results / "data" / "qa.parquet")
     assert set(qa["split"]) == {
         "forget_train", "forget_test", "retain_train", "retain_test", "general_train", "general_test"

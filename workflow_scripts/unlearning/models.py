@@ -27,6 +27,7 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from .errors import InputError
+from .file_modes import apply_umask
 
 log = logging.getLogger(__name__)
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
@@ -213,6 +214,7 @@ def gguf_to_checkpoint(file: Path, out_dir: Path, tokenizer: PreTrainedTokenizer
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir, safe_serialization=True)
     tokenizer.save_pretrained(out_dir)
+    apply_umask(out_dir)
 
 
 def check_chat_template(name: str, tokenizer: PreTrainedTokenizerBase, spec: Mapping[str, Any]) -> None:

@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .errors import InputError
+from .file_modes import apply_umask
 
 META_PREFIX = "unlearning."
 TRACKED_LIBRARIES = (
@@ -89,6 +90,7 @@ def write_parquet(
     os.close(fd)
     try:
         pq.write_table(table, tmp)
+        apply_umask(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -40,6 +40,7 @@ from transformers import PreTrainedTokenizerBase, Trainer, TrainingArguments, se
 from transformers.trainer_callback import TrainerState
 from transformers.trainer_utils import get_last_checkpoint
 
+from .file_modes import apply_umask
 from .layers import decoder_layers
 from .methods import get_method
 from .methods.base import Method, sequence_logprob
@@ -372,6 +373,7 @@ def train(
     seconds = time.monotonic() - start
     check_adapter_trained(trainer.model)
     trainer.model.save_pretrained(str(adapter_dir), safe_serialization=True)
+    apply_umask(adapter_dir)
     table = training_log(trainer.state.log_history)
     shutil.rmtree(checkpoint_dir)
     return TrainResult(table, resumed_from, seconds, str(device), truncated)
@@ -391,3 +393,4 @@ def merge_adapter(model: Any, tokenizer: PreTrainedTokenizerBase, out_dir: str |
     merged = model.merge_and_unload()
     merged.save_pretrained(str(out_dir), safe_serialization=True)
     tokenizer.save_pretrained(str(out_dir))
+    apply_umask(out_dir)
