@@ -116,30 +116,35 @@ ROMAN = ("", " II", " III", " IV", " V", " VI", " VII", " VIII")
 HEAVY_STAGES = ("perturb", "unlearn", "generate", "score")
 
 
-def replicate_persons(persons: pd.DataFrame, factor: int, name: str = "title") -> pd.DataFrame:
-    """The persons ``factor`` times: copy ``k`` of "Marie Curie" is "Marie Curie II" (III, ...), renamed in its
-    question and answer texts too, so every copy is a distinct person with the same kind of facts."""
+def replicate_persons(table: pd.DataFrame, factor: int, persons: list[str]) -> pd.DataFrame:
+    """``table`` ``factor`` times: in copy ``k`` every name of ``persons`` becomes its ``k``-th copy ("Marie Curie"
+    -> "Marie Curie II", III, ...) in every text cell, so each copy is a distinct person with the same kind of facts.
+    Copies after the first keep only the rows that name one of ``persons``; cells that are not text (missing values
+    of optional columns) stay as they are."""
     if not 1 <= factor <= len(ROMAN):
         raise ValueError(f"factor must be 1..{len(ROMAN)}, not {factor}")
-    copies = []
-    for k in range(factor):
-        copy = persons.copy()
-        for person in persons[name].unique():
-            renamed = person + ROMAN[k]
-            for column in copy.columns:
-                copy[column] = copy[column].astype(str).str.replace(person, renamed, regex=False)
+    text = [c for c in table.columns if pd.api.types.is_string_dtype(table[c])]
+    pattern = "|".join(re.escape(p) for p in sorted(persons, key=len, reverse=True))
+    named = table[text].apply(lambda col: col.str.contains(pattern, regex=True, na=False)).any(axis=1)
+    copies = [table]
+    for k in range(1, factor):
+        copy = table[named].copy()
+        for column in text:
+            copy[column] = copy[column].str.replace(pattern, lambda m, k=k: m.group(0) + ROMAN[k], regex=True)
         copies.append(copy)
     return pd.concat(copies, ignore_index=True)
 
 
 def scaled_config(config: dict, work_dir: Path, factor: int) -> Path:
-    """A config file of ``config`` whose forget persons are replicated ``factor`` times."""
+    """A config file of ``config`` whose forget persons are replicated ``factor`` times, with their pre-made wrong
+    answers (so the perturb stage does the same kind of work at every scale)."""
     forget = config["data"]["persons"]["forget"]
     source = pd.read_csv(ROOT / forget["path"])
     work_dir.mkdir(parents=True, exist_ok=True)
-    scaled = work_dir / f"forget_x{factor}.csv"
     column = config["data"]["persons"].get("columns", {}).get("person", "title")
-    replicate_persons(source, factor, column).to_csv(scaled, index=False)
+    persons = list(source[column].unique())
+    scaled = work_dir / f"forget_x{factor}.csv"
+    replicate_persons(source, factor, persons).to_csv(scaled, index=False)
     out = json.loads(json.dumps(config))
     out["data"]["persons"]["forget"] = {**forget, "path": str(scaled)}
     for spec in out["data"]["persons"].values():  # the other files stay where the repository has them
@@ -148,6 +153,11 @@ def scaled_config(config: dict, work_dir: Path, factor: int) -> Path:
     tqa = out["data"]["truthfulqa"]
     if tqa.get("source") == "local" and not Path(tqa["path"]).is_absolute():
         tqa["path"] = str(ROOT / tqa["path"])
+    premade = out.get("perturb", {}).get("premade")
+    if premade:
+        wrong = work_dir / f"wrong_answers_x{factor}.csv"
+        replicate_persons(pd.read_csv(ROOT / premade), factor, persons).to_csv(wrong, index=False)
+        out["perturb"]["premade"] = str(wrong)
     path = work_dir / f"config_x{factor}.yaml"
     path.write_text(yaml.safe_dump(out, sort_keys=False))
     return path

@@ -115,12 +115,17 @@ def test_replicated_persons_are_distinct_people_with_the_same_facts() -> None:
 
     persons = pd.DataFrame({"title": ["Ada Lovelace", "Ada Lovelace", "Alan Turing"],
                             "question": ["Where was Ada Lovelace born?", "When?", "Where did Alan Turing work?"],
-                            "answer": ["Ada Lovelace was born in London.", "1815.", "At Bletchley Park."]})  # fmt: skip
-    out = replicate_persons(persons, 3)
+                            "answer": ["Ada Lovelace was born in London.", "1815.", "At Bletchley Park."],
+                            "kind": [None, "paraphrase", None]})  # fmt: skip
+    out = replicate_persons(persons, 3, ["Ada Lovelace", "Alan Turing"])
     assert len(out) == 9 and out["title"].nunique() == 6
     assert "Ada Lovelace III" in set(out["title"]) and "Where was Ada Lovelace II born?" in set(out["question"])
     assert "Ada Lovelace III was born in London." in set(out["answer"])
+    assert out["kind"].isna().sum() == 6, "missing values stay missing (not the text 'nan')"
     assert out.iloc[:3].equals(persons), "the first copy is the original"
+    wrong = pd.DataFrame({"question": ["Where was Ada Lovelace born?", "Where was Bob born?"], "answer": ["Paris"] * 2})
+    copied = replicate_persons(wrong, 2, ["Ada Lovelace"])
+    assert copied["question"].tolist() == [*wrong["question"], "Where was Ada Lovelace II born?"]
 
 
 def test_cost_curve_expected_time_scales_the_1x_point_by_the_work() -> None:
