@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ from bench_inference import prompts_not_shared
 from peft import get_peft_model
 from transformers import Trainer, TrainingArguments, set_seed
 
-from unlearning.methods import METHODS, get_method
+from unlearning.methods import METHODS, get_method, packed_rows
 from unlearning.methods.base import Method
 from unlearning.methods.dpo import dpo_loss
 from unlearning.methods.npo import npo_loss
@@ -250,28 +251,43 @@ def steps_per_epoch(examples: int, cfg: Mapping[str, Any]) -> int:
     return max(1, math.ceil(math.ceil(examples / int(cfg["batch_size"])) / int(cfg["grad_accum"])))
 
 
-def compare_rows(name: str, ours: dict, unshared: dict, plain: dict, per_epoch: int) -> list[dict]:
-    """The three table rows of one method (plain, ours without shared prompts, ours): tokens/s, the ratio to plain,
-    and whether the last epoch's mean losses agree with plain."""
-    runs = {"ours": ours, "unshared": unshared, "plain": plain}
-    last = {k: float(pd.Series(r["losses"][-per_epoch:]).mean()) for k, r in runs.items()}
-    rate = {k: r["tokens"] / r["seconds"] for k, r in runs.items()}
-    common = {"method": name, "steps": len(ours["losses"])}
+#: This project's variants of each method's run, in table order: the padded batch with neither speed-up, the rows
+#: packed with every prompt run whole, and the default (packed rows, shared prompts)
+VARIANTS = {
+    "padded": "this project's train, padded rows, every prompt run whole",
+    "packed": "this project's train, packed rows, every prompt run whole",
+    "ours": "this project's train",
+}
 
-    def project(key: str, label: str) -> dict:
-        run = runs[key]
-        return {"benchmark": f"{name}: {label} ({run['dtype']})", **common, "seconds": run["seconds"],
-                "tokens": run["tokens"], "tokens_per_s": rate[key], "ratio_vs_baseline": rate[key] / rate["plain"],
-                "last_epoch_loss": last[key], "loss_agrees": loss_agrees(last[key], last["plain"]),
-                "same_tokens": run["tokens"] == plain["tokens"], "dtype": run["dtype"]}  # fmt: skip
 
-    return [
-        {"benchmark": f"{name}: plain Trainer (full LM head, reference every step, {plain['dtype']})", **common,
-         "seconds": plain["seconds"], "tokens": plain["tokens"], "tokens_per_s": rate["plain"],
-         "last_epoch_loss": last["plain"], "dtype": plain["dtype"]},
-        project("unshared", "this project's train, every prompt run whole"),
-        project("ours", "this project's train"),
-    ]  # fmt: skip
+@contextmanager
+def rows_padded() -> Iterator[None]:
+    """Within the block, training runs the plain forward over the padded rows (no packing, no shared prompts)."""
+    before = packed_rows.PACK_ROWS
+    packed_rows.PACK_ROWS = False
+    try:
+        yield
+    finally:
+        packed_rows.PACK_ROWS = before
+
+
+def compare_rows(name: str, plain: dict, runs: Mapping[str, dict], per_epoch: int) -> list[dict]:
+    """The table rows of one method: the plain baseline, then each of this project's ``runs`` (keys of
+    :data:`VARIANTS`) with tokens/s, the ratio to plain, and whether the last epoch's mean loss agrees with plain's."""
+    last_plain = float(pd.Series(plain["losses"][-per_epoch:]).mean())
+    rate_plain = plain["tokens"] / plain["seconds"]
+    common = {"method": name, "steps": len(plain["losses"])}
+    rows = [{"benchmark": f"{name}: plain Trainer (full LM head, reference every step, {plain['dtype']})", **common,
+             "seconds": plain["seconds"], "tokens": plain["tokens"], "tokens_per_s": rate_plain,
+             "last_epoch_loss": last_plain, "dtype": plain["dtype"]}]  # fmt: skip
+    for key, run in runs.items():
+        last = float(pd.Series(run["losses"][-per_epoch:]).mean())
+        rate = run["tokens"] / run["seconds"]
+        rows.append({"benchmark": f"{name}: {VARIANTS[key]} ({run['dtype']})", **common, "seconds": run["seconds"],
+                     "tokens": run["tokens"], "tokens_per_s": rate, "ratio_vs_baseline": rate / rate_plain,
+                     "last_epoch_loss": last, "loss_agrees": loss_agrees(last, last_plain),
+                     "same_tokens": run["tokens"] == plain["tokens"], "dtype": run["dtype"]})  # fmt: skip
+    return rows
 
 
 def training_data(qa: pd.DataFrame, pairs: pd.DataFrame | None, retain_split: Sequence[str]) -> dict[str, Any]:
@@ -293,15 +309,18 @@ def bench_methods(
     epochs: float | None = None,
     precision: str | None = None,
 ) -> list[dict]:
-    """Three rows per registered method: the plain baseline, ours with every prompt run whole, ours (with the
-    shared prompts); each of ours with its ratio to the baseline."""
+    """Four rows per registered method: the plain baseline and this project's :data:`VARIANTS`, each with its
+    ratio to the baseline."""
     rows = []
     for name in methods or sorted(METHODS):
         cfg = method_cfg(config, model, name, epochs, precision)
         data = training_data(qa, pairs, cfg["retain_split"])
         plain = run_plain(manifest, cfg, data, style, work_dir / name / "plain")
+        runs = {}
+        with rows_padded():
+            runs["padded"] = run_ours(manifest, cfg, data, style, work_dir / name / "padded")
         with prompts_not_shared():
-            unshared = run_ours(manifest, cfg, data, style, work_dir / name / "unshared")
-        ours = run_ours(manifest, cfg, data, style, work_dir / name / "ours")
-        rows += compare_rows(name, ours, unshared, plain, steps_per_epoch(plain["examples"], cfg))
+            runs["packed"] = run_ours(manifest, cfg, data, style, work_dir / name / "packed")
+        runs["ours"] = run_ours(manifest, cfg, data, style, work_dir / name / "ours")
+        rows += compare_rows(name, plain, runs, steps_per_epoch(plain["examples"], cfg))
     return rows

@@ -119,13 +119,14 @@ HEAVY_STAGES = ("perturb", "unlearn", "generate", "score")
 def replicate_persons(table: pd.DataFrame, factor: int, persons: list[str]) -> pd.DataFrame:
     """``table`` ``factor`` times: in copy ``k`` every name of ``persons`` becomes its ``k``-th copy ("Marie Curie"
     -> "Marie Curie II", III, ...) in every text cell, so each copy is a distinct person with the same kind of facts.
-    Copies after the first keep only the rows that name one of ``persons``; cells that are not text (missing values
+    Copies after the first keep only the rows whose ``question`` names one of ``persons`` (a reverse probe, "Which
+    physicist is best known for relativity?", would repeat its question); cells that are not text (missing values
     of optional columns) stay as they are."""
     if not 1 <= factor <= len(ROMAN):
         raise ValueError(f"factor must be 1..{len(ROMAN)}, not {factor}")
     text = [c for c in table.columns if pd.api.types.is_string_dtype(table[c])]
     pattern = "|".join(re.escape(p) for p in sorted(persons, key=len, reverse=True))
-    named = table[text].apply(lambda col: col.str.contains(pattern, regex=True, na=False)).any(axis=1)
+    named = table["question"].str.contains(pattern, regex=True, na=False)
     copies = [table]
     for k in range(1, factor):
         copy = table[named].copy()

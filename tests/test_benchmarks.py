@@ -55,11 +55,11 @@ def test_method_rows_ratio_and_loss_tolerance() -> None:
     assert loss_agrees(10.4, 10.0) and not loss_agrees(10.6, 10.0), "5% of the baseline's loss"
     assert loss_agrees(0.04, 0.0) and not loss_agrees(0.06, 0.0), "at least 0.05"
     ours = {"seconds": 10.0, "tokens": 1000, "losses": [3.0, 2.0, 1.0, 1.0], "dtype": "bfloat16"}
-    unshared = {"seconds": 20.0, "tokens": 1000, "losses": [3.0, 2.0, 1.0, 1.2], "dtype": "bfloat16"}
+    whole = {"seconds": 20.0, "tokens": 1000, "losses": [3.0, 2.0, 1.0, 1.2], "dtype": "bfloat16"}
     plain = {"seconds": 40.0, "tokens": 1000, "losses": [3.0, 2.0, 1.02, 1.0], "dtype": "bf16 autocast"}
-    base, whole, row = compare_rows("npo", ours, unshared, plain, per_epoch=2)
+    base, whole, row = compare_rows("npo", plain, {"packed": whole, "ours": ours}, per_epoch=2)
     assert base["tokens_per_s"] == 25.0 and row["tokens_per_s"] == 100.0 and row["ratio_vs_baseline"] == 4.0
-    assert whole["ratio_vs_baseline"] == 2.0 and "every prompt run whole" in whole["benchmark"]
+    assert whole["ratio_vs_baseline"] == 2.0 and "packed rows, every prompt run whole" in whole["benchmark"]
     assert base["last_epoch_loss"] == 1.01 and row["last_epoch_loss"] == 1.0
     assert row["loss_agrees"] and row["same_tokens"] and row["steps"] == 4
     assert not whole["loss_agrees"], "1.1 against 1.01 is beyond 5%"
@@ -113,16 +113,19 @@ def test_ratios_and_identical_share_are_against_the_last_row() -> None:
 def test_replicated_persons_are_distinct_people_with_the_same_facts() -> None:
     from bench_workflow import replicate_persons
 
-    persons = pd.DataFrame({"title": ["Ada Lovelace", "Ada Lovelace", "Alan Turing"],
-                            "question": ["Where was Ada Lovelace born?", "When?", "Where did Alan Turing work?"],
-                            "answer": ["Ada Lovelace was born in London.", "1815.", "At Bletchley Park."],
-                            "kind": [None, "paraphrase", None]})  # fmt: skip
+    persons = pd.DataFrame({"title": ["Ada Lovelace", "Ada Lovelace", "Alan Turing", "Alan Turing"],
+                            "question": ["Where was Ada Lovelace born?", "When was Ada Lovelace born?",
+                                         "Where did Alan Turing work?", "Who broke Enigma?"],
+                            "answer": ["Ada Lovelace was born in London.", "1815.", "At Bletchley Park.",
+                                       "Alan Turing"],
+                            "kind": [None, "paraphrase", None, "reverse"]})  # fmt: skip
     out = replicate_persons(persons, 3, ["Ada Lovelace", "Alan Turing"])
-    assert len(out) == 9 and out["title"].nunique() == 6
+    assert len(out) == 10 and out["title"].nunique() == 6
+    assert out["question"].is_unique, "a reverse probe (no name in its question) is not copied"
     assert "Ada Lovelace III" in set(out["title"]) and "Where was Ada Lovelace II born?" in set(out["question"])
     assert "Ada Lovelace III was born in London." in set(out["answer"])
     assert out["kind"].isna().sum() == 6, "missing values stay missing (not the text 'nan')"
-    assert out.iloc[:3].equals(persons), "the first copy is the original"
+    assert out.iloc[:4].equals(persons), "the first copy is the original"
     wrong = pd.DataFrame({"question": ["Where was Ada Lovelace born?", "Where was Bob born?"], "answer": ["Paris"] * 2})
     copied = replicate_persons(wrong, 2, ["Ada Lovelace"])
     assert copied["question"].tolist() == [*wrong["question"], "Where was Ada Lovelace II born?"]

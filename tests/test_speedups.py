@@ -88,21 +88,23 @@ def test_pruned_decoding_runs_through_a_lora_adapter(tiny_manifest: Manifest) ->
     assert pruned == reference
 
 
-@pytest.mark.parametrize("which", ["tiny_manifest", "tiny_gemma3_manifest"])
-@pytest.mark.parametrize("shape", ["distinct prompts", "pairs", "pairs without a template"])
-def test_shared_prompt_training_gives_the_logits_and_gradients_of_the_plain_forward(
+@pytest.mark.parametrize("which", ["tiny_manifest", "tiny_gemma3_manifest", "tiny_gemma3_manifest, wide window"])
+@pytest.mark.parametrize("shape", ["distinct prompts", "pairs", "pairs without a template", "several sequences"])
+def test_packed_training_gives_the_logits_and_gradients_of_the_plain_forward(
     which: str, shape: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Training's decoder runs the rows' common opening once and, for the DPO family's pairs, each prompt once
-    (LoRA on, gradients through the cache copies): the answer logits and every LoRA gradient equal those of one
-    plain forward over the padded rows."""
+    """Training's decoder runs the rows packed without padding, the common opening once and, for the DPO family's
+    pairs, each prompt once (LoRA on): the answer logits and every LoRA gradient equal those of one plain forward
+    over the padded rows, also when the rows fill several packed sequences."""
     from peft import LoraConfig, get_peft_model
 
-    from unlearning import batching
+    from unlearning.methods import packed_rows
     from unlearning.methods.base import answer_logits
     from unlearning.training import collate_sequences
 
-    model, tokenizer = load_model(request.getfixturevalue(which), device=torch.device("cpu"))
+    model, tokenizer = load_model(request.getfixturevalue(which.split(",")[0]), device=torch.device("cpu"))
+    if which.endswith("wide window"):  # Gemma 3's local layers with a window the rows fit in: packed
+        model.config.get_text_config().sliding_window = 512
     torch.manual_seed(0)
     config = LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", init_lora_weights=False)
     model = get_peft_model(model, config).train()
@@ -110,40 +112,43 @@ def test_shared_prompt_training_gives_the_logits_and_gradients_of_the_plain_forw
     answers = ["Marie Curie.", "In Warsaw, Poland.", "1867"]
     if shape != "distinct prompts":  # chosen then rejected, as the DPO family's forward concatenates them
         questions, answers = questions + questions, answers + ["Pierre.", "In Paris, France, in a small flat.", "1"]
+    if shape == "several sequences":
+        monkeypatch.setattr(packed_rows, "PACK_TOKENS", 40)  # each pair's prompt and answers in its own sequence
     rows = []
     for question, answer in zip(questions, answers, strict=True):
         prompt = build_prompt(tokenizer, question, chat_template=shape != "pairs without a template")
         ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
         rows.append((ids + tokenizer(" " + answer, add_special_tokens=False)["input_ids"], len(ids)))
     batch = collate_sequences(rows, tokenizer.pad_token_id)
-    passes: list[int] = []
+    passes: list[tuple[int, int]] = []
     decoder = model.get_base_model().get_decoder()
     handle = decoder.register_forward_pre_hook(
-        lambda m, a, kw: passes.append(kw["input_ids"].shape[0]), with_kwargs=True
+        lambda m, a, kw: passes.append(tuple(kw["input_ids"].shape)), with_kwargs=True
     )
 
-    def logits_and_grads() -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+    def logits_and_grads() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[torch.Tensor]]:
         model.zero_grad()
-        logits, targets, _ = answer_logits(model, batch)
+        logits, targets, rows = answer_logits(model, batch)
         torch.nn.functional.cross_entropy(logits, targets).backward()
-        return logits.detach(), targets, [p.grad.clone() for n, p in model.named_parameters() if "lora_" in n]
+        grads = [p.grad.clone() for n, p in model.named_parameters() if "lora_" in n]
+        return logits.detach(), targets, rows, grads
 
-    shared_logits, shared_targets, shared_grads = logits_and_grads()
-    shared_passes, passes[:] = list(passes), []
-    monkeypatch.setattr(batching, "SHARE_PROMPTS", False)  # the plain forward
-    plain_logits, plain_targets, plain_grads = logits_and_grads()
+    packed_logits, packed_targets, packed_rows_, packed_grads = logits_and_grads()
+    packed_passes, passes[:] = list(passes), []
+    monkeypatch.setattr(packed_rows, "PACK_ROWS", False)  # the plain forward over the padded rows
+    plain_logits, plain_targets, plain_rows, plain_grads = logits_and_grads()
     handle.remove()
-    assert passes == [len(rows)]
-    # the opening (a batch of one) where there is a chat template; each prompt once where rows are pairs (Gemma's
-    # 16-token test window is too short for padding inside a row: its pairs share only the opening)
-    expected = {
-        "distinct prompts": [1, 3],
-        "pairs": [1, 6] if which == "tiny_gemma3_manifest" else [1, 3, 6],
-        "pairs without a template": [6] if which == "tiny_gemma3_manifest" else [3, 6],
-    }[shape]
-    assert shared_passes == expected
-    assert torch.equal(shared_targets, plain_targets)
-    torch.testing.assert_close(shared_logits, plain_logits, atol=1e-4, rtol=1e-4)
-    assert len(shared_grads) == len(plain_grads) > 0
-    for shared, plain in zip(shared_grads, plain_grads, strict=True):
-        torch.testing.assert_close(shared, plain, atol=1e-5, rtol=1e-3)
+    assert passes == [tuple(batch["input_ids"].shape)]
+    # one pass; a packed sequence holds fewer tokens than the padded batch (Gemma's 16-token test window is
+    # shorter than the rows: one mask cannot give its local layers their window, so it runs the plain forward)
+    if which == "tiny_gemma3_manifest":
+        assert packed_passes == passes
+    else:
+        [(sequences, width)] = packed_passes
+        assert sequences == (3 if shape == "several sequences" else 1)
+        assert sequences * width < batch["input_ids"].numel()
+    assert torch.equal(packed_targets, plain_targets) and torch.equal(packed_rows_, plain_rows)
+    torch.testing.assert_close(packed_logits, plain_logits, atol=1e-4, rtol=1e-4)
+    assert len(packed_grads) == len(plain_grads) > 0
+    for packed, plain in zip(packed_grads, plain_grads, strict=True):
+        torch.testing.assert_close(packed, plain, atol=1e-5, rtol=1e-3)

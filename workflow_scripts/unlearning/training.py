@@ -7,8 +7,9 @@ Everything a method does not define lives here (see :mod:`unlearning.methods.bas
   reference log-probabilities a method declares (``reference_sequences``) are computed once, before training.
 * The shared retain term: ``retain_weight`` x (NLL or KL to the reference) on batches of the ``retain_split``
   QA, drawn in a seeded order that depends only on the step (so a resumed run sees the same batches).
-* Speed-ups: the LM head projects only answer positions; the decoder runs the prompts' shared opening once per
-  batch and each prompt once for the DPO family's pairs (:mod:`unlearning.methods.shared_prompts`); weights are
+* Speed-ups: the LM head projects only answer positions; the decoder runs a batch's rows packed without padding,
+  the prompts' shared opening once and each prompt once for the DPO family's pairs
+  (:mod:`unlearning.methods.packed_rows`); weights are
   bf16 wherever bf16 is native (``precision: auto``); attention is eager on the CPU (SDPA's CPU backward is slow
   for short padded sequences); ``benchmarks/run.py`` measures what each buys.
 * Checkpoints go to a folder that is not a Snakemake output, keyed by the settings' hash, so a killed job resumes

@@ -35,7 +35,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from .shared_prompts import answer_states
+from .packed_rows import answer_states
 
 Batch = Mapping[str, torch.Tensor]
 
@@ -55,20 +55,19 @@ def answer_logits(model: torch.nn.Module, batch: Batch) -> tuple[torch.Tensor, t
 
     The LM head is the costliest layer of a small model with a large vocabulary; projecting only the answer
     positions (a few per row) instead of every prompt and padding position saves most of it in training. The
-    decoder runs each shared part of the prompts once (:func:`unlearning.methods.shared_prompts.answer_states`).
+    decoder runs the rows packed, each shared part of the prompts once
+    (:func:`unlearning.methods.packed_rows.answer_states`).
 
     Returns ``logits [n, vocab]`` (float32), ``targets [n]`` (the answer token each position predicts) and
     ``rows [n]`` (the batch row of each), where ``n`` is the number of answer tokens in the batch.
     """
     decoder, head = backbone_and_head(model)
-    hidden, targets = answer_states(decoder, batch)
-    keep = targets != -100
-    logits = head(hidden[keep]).float()
+    hidden, targets, rows = answer_states(decoder, batch)
+    logits = head(hidden).float()
     softcap = getattr(getattr(model, "config", None), "final_logit_softcapping", None)
     if softcap:  # Gemma-style logit soft-capping, as the model's own forward applies it
         logits = torch.tanh(logits / softcap) * softcap
-    rows = torch.arange(targets.shape[0], device=targets.device)[:, None].expand_as(targets)[keep]
-    return logits, targets[keep], rows
+    return logits, targets, rows
 
 
 def token_logprobs(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
