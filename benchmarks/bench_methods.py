@@ -16,8 +16,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,7 @@ from bench_inference import prompts_not_shared
 from peft import get_peft_model
 from transformers import Trainer, TrainingArguments, set_seed
 
-from unlearning.methods import METHODS, get_method, packed_rows
+from unlearning.methods import METHODS, get_method
 from unlearning.methods.base import Method
 from unlearning.methods.dpo import dpo_loss
 from unlearning.methods.npo import npo_loss
@@ -251,24 +250,12 @@ def steps_per_epoch(examples: int, cfg: Mapping[str, Any]) -> int:
     return max(1, math.ceil(math.ceil(examples / int(cfg["batch_size"])) / int(cfg["grad_accum"])))
 
 
-#: This project's variants of each method's run, in table order: the padded batch with neither speed-up, the rows
-#: packed with every prompt run whole, and the default (packed rows, shared prompts)
+#: This project's variants of each method's run, in table order: every prompt run whole (the padded batch), and
+#: the default (rows packed, shared prompts once)
 VARIANTS = {
-    "padded": "this project's train, padded rows, every prompt run whole",
-    "packed": "this project's train, packed rows, every prompt run whole",
+    "whole": "this project's train, every prompt run whole (padded rows)",
     "ours": "this project's train",
 }
-
-
-@contextmanager
-def rows_padded() -> Iterator[None]:
-    """Within the block, training runs the plain forward over the padded rows (no packing, no shared prompts)."""
-    before = packed_rows.PACK_ROWS
-    packed_rows.PACK_ROWS = False
-    try:
-        yield
-    finally:
-        packed_rows.PACK_ROWS = before
 
 
 def compare_rows(name: str, plain: dict, runs: Mapping[str, dict], per_epoch: int) -> list[dict]:
@@ -309,7 +296,7 @@ def bench_methods(
     epochs: float | None = None,
     precision: str | None = None,
 ) -> list[dict]:
-    """Four rows per registered method: the plain baseline and this project's :data:`VARIANTS`, each with its
+    """Three rows per registered method: the plain baseline and this project's :data:`VARIANTS`, each with its
     ratio to the baseline."""
     rows = []
     for name in methods or sorted(METHODS):
@@ -317,10 +304,8 @@ def bench_methods(
         data = training_data(qa, pairs, cfg["retain_split"])
         plain = run_plain(manifest, cfg, data, style, work_dir / name / "plain")
         runs = {}
-        with rows_padded():
-            runs["padded"] = run_ours(manifest, cfg, data, style, work_dir / name / "padded")
         with prompts_not_shared():
-            runs["packed"] = run_ours(manifest, cfg, data, style, work_dir / name / "packed")
+            runs["whole"] = run_ours(manifest, cfg, data, style, work_dir / name / "whole")
         runs["ours"] = run_ours(manifest, cfg, data, style, work_dir / name / "ours")
         rows += compare_rows(name, plain, runs, steps_per_epoch(plain["examples"], cfg))
     return rows

@@ -57,9 +57,9 @@ def test_method_rows_ratio_and_loss_tolerance() -> None:
     ours = {"seconds": 10.0, "tokens": 1000, "losses": [3.0, 2.0, 1.0, 1.0], "dtype": "bfloat16"}
     whole = {"seconds": 20.0, "tokens": 1000, "losses": [3.0, 2.0, 1.0, 1.2], "dtype": "bfloat16"}
     plain = {"seconds": 40.0, "tokens": 1000, "losses": [3.0, 2.0, 1.02, 1.0], "dtype": "bf16 autocast"}
-    base, whole, row = compare_rows("npo", plain, {"packed": whole, "ours": ours}, per_epoch=2)
+    base, whole, row = compare_rows("npo", plain, {"whole": whole, "ours": ours}, per_epoch=2)
     assert base["tokens_per_s"] == 25.0 and row["tokens_per_s"] == 100.0 and row["ratio_vs_baseline"] == 4.0
-    assert whole["ratio_vs_baseline"] == 2.0 and "packed rows, every prompt run whole" in whole["benchmark"]
+    assert whole["ratio_vs_baseline"] == 2.0 and "every prompt run whole (padded rows)" in whole["benchmark"]
     assert base["last_epoch_loss"] == 1.01 and row["last_epoch_loss"] == 1.0
     assert row["loss_agrees"] and row["same_tokens"] and row["steps"] == 4
     assert not whole["loss_agrees"], "1.1 against 1.01 is beyond 5%"

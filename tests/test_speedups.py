@@ -89,15 +89,19 @@ def test_pruned_decoding_runs_through_a_lora_adapter(tiny_manifest: Manifest) ->
 
 
 @pytest.mark.parametrize("which", ["tiny_manifest", "tiny_gemma3_manifest", "tiny_gemma3_manifest, wide window"])
-@pytest.mark.parametrize("shape", ["distinct prompts", "pairs", "pairs without a template", "several sequences"])
+@pytest.mark.parametrize(
+    "shape", ["distinct prompts", "pairs", "pairs without a template", "several sequences", "nothing shared"]
+)
 def test_packed_training_gives_the_logits_and_gradients_of_the_plain_forward(
     which: str, shape: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Training's decoder runs the rows packed without padding, the common opening once and, for the DPO family's
     pairs, each prompt once (LoRA on): the answer logits and every LoRA gradient equal those of one plain forward
-    over the padded rows, also when the rows fill several packed sequences."""
+    over the padded rows, also when the rows fill several packed sequences. Rows that share nothing run the plain
+    forward (packing alone does not pay)."""
     from peft import LoraConfig, get_peft_model
 
+    from unlearning import batching
     from unlearning.methods import packed_rows
     from unlearning.methods.base import answer_logits
     from unlearning.training import collate_sequences
@@ -110,13 +114,16 @@ def test_packed_training_gives_the_logits_and_gradients_of_the_plain_forward(
     model = get_peft_model(model, config).train()
     questions = ["Who?", "Where was she born?", "When?"]
     answers = ["Marie Curie.", "In Warsaw, Poland.", "1867"]
-    if shape != "distinct prompts":  # chosen then rejected, as the DPO family's forward concatenates them
+    if shape not in (
+        "distinct prompts",
+        "nothing shared",
+    ):  # chosen then rejected, as the DPO family's forward concatenates them
         questions, answers = questions + questions, answers + ["Pierre.", "In Paris, France, in a small flat.", "1"]
     if shape == "several sequences":
         monkeypatch.setattr(packed_rows, "PACK_TOKENS", 40)  # each pair's prompt and answers in its own sequence
     rows = []
     for question, answer in zip(questions, answers, strict=True):
-        prompt = build_prompt(tokenizer, question, chat_template=shape != "pairs without a template")
+        prompt = build_prompt(tokenizer, question, chat_template="template" not in shape and shape != "nothing shared")
         ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
         rows.append((ids + tokenizer(" " + answer, add_special_tokens=False)["input_ids"], len(ids)))
     batch = collate_sequences(rows, tokenizer.pad_token_id)
@@ -135,13 +142,13 @@ def test_packed_training_gives_the_logits_and_gradients_of_the_plain_forward(
 
     packed_logits, packed_targets, packed_rows_, packed_grads = logits_and_grads()
     packed_passes, passes[:] = list(passes), []
-    monkeypatch.setattr(packed_rows, "PACK_ROWS", False)  # the plain forward over the padded rows
+    monkeypatch.setattr(batching, "SHARE_PROMPTS", False)  # the plain forward over the padded rows
     plain_logits, plain_targets, plain_rows, plain_grads = logits_and_grads()
     handle.remove()
     assert passes == [tuple(batch["input_ids"].shape)]
     # one pass; a packed sequence holds fewer tokens than the padded batch (Gemma's 16-token test window is
     # shorter than the rows: one mask cannot give its local layers their window, so it runs the plain forward)
-    if which == "tiny_gemma3_manifest":
+    if which == "tiny_gemma3_manifest" or shape == "nothing shared":
         assert packed_passes == passes
     else:
         [(sequences, width)] = packed_passes

@@ -17,10 +17,12 @@ rows (``tests/test_speedups.py`` checks the logits and every LoRA gradient). Row
 :data:`PACK_TOKENS` tokens (whole groups of rows that share a prompt), so that the attention over a packed
 sequence, which is square in its length and mostly masked, stays small next to the linear layers.
 
-The plain padded forward is used instead where a custom mask cannot express the model's attention: under
-activation checkpointing (kept simple: one code path for memory-bound runs), with FlashAttention kernels (no 4-D
-masks), and for a sliding-window model (Gemma 3's local layers) whose rows are longer than its window, since one
-mask serves every layer.
+The plain padded forward is used instead where nothing is shared (packing alone does not pay on a CPU: the eager
+attention over a packed sequence costs about what the padding did, ``docs/performance.md``), where prompts are not
+shared at all (:data:`unlearning.batching.SHARE_PROMPTS` off, as the benchmark measures), and where a custom mask
+cannot express the model's attention: under activation checkpointing (kept simple: one code path for memory-bound
+runs), with FlashAttention kernels (no 4-D masks), and for a sliding-window model (Gemma 3's local layers) whose
+rows are longer than its window, since one mask serves every layer.
 """
 
 from __future__ import annotations
@@ -33,10 +35,10 @@ import torch
 from .. import batching
 from ..batching import common_prefix_length, sliding_window
 
-#: The most tokens of one packed sequence (the attention of a packed sequence is ``[T, T]`` per head and layer)
-PACK_TOKENS = 512
-#: Whether rows are packed at all; ``benchmarks/`` turns it off to measure the plain padded forward
-PACK_ROWS = True
+#: The most tokens of one packed sequence: its attention is ``[T, T]`` per head and layer, mostly masked, so longer
+#: sequences cost more than they save (on 2 CPU cores, rows of 80 tokens: 256 as fast as 512 with shared prompts,
+#: 30% faster without)
+PACK_TOKENS = 256
 
 
 def _checkpointing(decoder: torch.nn.Module) -> bool:
@@ -112,7 +114,7 @@ def answer_states(
     window = sliding_window(decoder)
     attention = getattr(decoder.config, "_attn_implementation", None) or ""
     if (
-        not PACK_ROWS
+        not batching.SHARE_PROMPTS
         or _checkpointing(decoder)
         or "flash" in attention
         or (window and max(lengths) > window)
@@ -127,8 +129,9 @@ def answer_states(
     opening = common_prefix_length(contexts, limit=min(starts))
     groups: dict[tuple[int, ...], list[int]] = {}
     for r, context in enumerate(contexts):  # rows that share their whole prompt (a DPO pair) form one group
-        key = tuple(context[opening:]) if batching.SHARE_PROMPTS else (r,)
-        groups.setdefault(key, []).append(r)
+        groups.setdefault(tuple(context[opening:]), []).append(r)
+    if not opening and all(len(rows) == 1 or not middle for middle, rows in groups.items()):
+        return _plain(decoder, ids, mask, labels)  # nothing shared
 
     sequences: list[_Sequence] = []
     where: dict[int, tuple[int, int, int]] = {}  # row -> (sequence, index of its own first token, its position)
