@@ -103,6 +103,26 @@ def test_dpo_learns_and_adapter_round_trips(tiny_manifest: Manifest, tmp_path: P
     assert after < before, "the reloaded adapter lowers the probability of the true (rejected) answers"
 
 
+def test_checkpoints_every_save_steps_but_not_at_the_end(
+    tiny_manifest: Manifest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Checkpoints serve resuming a killed job; the one the Trainer would write after the last step (adapter,
+    optimizer state) is deleted unread with the folder, so it is not written."""
+    from transformers import Trainer
+
+    saved: list[int] = []
+    original = Trainer._save_checkpoint
+
+    def spy(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        saved.append(self.state.global_step)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "_save_checkpoint", spy)
+    train_with(tiny_manifest, tmp_path, settings(epochs=2, save_steps=2))  # 4 steps
+    assert saved == [2]
+    assert (tmp_path / "a" / "adapter_model.safetensors").is_file() and not (tmp_path / "c").exists()
+
+
 def test_retain_term_reduces_collateral_forgetting(tiny_manifest: Manifest, tmp_path: Path) -> None:
     cpu = torch.device("cpu")
     base, tokenizer = load_model(tiny_manifest, device=cpu)
