@@ -90,15 +90,16 @@ def test_pruned_decoding_runs_through_a_lora_adapter(tiny_manifest: Manifest) ->
 
 @pytest.mark.parametrize("which", ["tiny_manifest", "tiny_gemma3_manifest", "tiny_gemma3_manifest, wide window"])
 @pytest.mark.parametrize(
-    "shape", ["distinct prompts", "pairs", "pairs without a template", "several sequences", "nothing shared"]
+    "shape",
+    ["distinct prompts", "pairs", "pairs without a template", "several sequences", "nothing shared", "checkpointing"],
 )
 def test_packed_training_gives_the_logits_and_gradients_of_the_plain_forward(
     which: str, shape: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Training's decoder runs the rows packed without padding, the common opening once and, for the DPO family's
     pairs, each prompt once (LoRA on): the answer logits and every LoRA gradient equal those of one plain forward
-    over the padded rows, also when the rows fill several packed sequences. Rows that share nothing run the plain
-    forward (packing alone does not pay)."""
+    over the padded rows, also when the rows fill several packed sequences and under activation checkpointing.
+    Rows that share nothing run the plain forward (packing alone does not pay)."""
     from peft import LoraConfig, get_peft_model
 
     from unlearning import batching
@@ -109,6 +110,8 @@ def test_packed_training_gives_the_logits_and_gradients_of_the_plain_forward(
     model, tokenizer = load_model(request.getfixturevalue(which.split(",")[0]), device=torch.device("cpu"))
     if which.endswith("wide window"):  # Gemma 3's local layers with a window the rows fit in: packed
         model.config.get_text_config().sliding_window = 512
+    if shape == "checkpointing":  # activation checkpointing recomputes the packed forward like the plain one
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     torch.manual_seed(0)
     config = LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", init_lora_weights=False)
     model = get_peft_model(model, config).train()
