@@ -101,16 +101,9 @@ def answer_states(
     """
     ids, mask, labels = batch["input_ids"], batch["attention_mask"], batch["labels"]
     device = ids.device
-    lengths = mask.sum(1).tolist()
-    window = sliding_window(decoder)
-    attention = getattr(decoder.config, "_attn_implementation", None) or ""
-    if (
-        not batching.SHARE_PROMPTS
-        or "flash" in attention
-        or (window and max(lengths) > window)
-        or not bool((labels != -100).any())
-    ):
+    if not batching.SHARE_PROMPTS or not bool((labels != -100).any()):
         return _plain(decoder, ids, mask, labels)
+    lengths = mask.sum(1).tolist()
     is_answer = labels != -100
     first = torch.where(is_answer.any(1), is_answer.long().argmax(1), mask.sum(1)).tolist()
     starts = [max(0, a - 1) for a in first]  # the position that predicts each row's first answer token
@@ -122,6 +115,9 @@ def answer_states(
         groups.setdefault(tuple(context[opening:]), []).append(r)
     if not opening and all(len(rows) == 1 or not middle for middle, rows in groups.items()):
         return _plain(decoder, ids, mask, labels)  # nothing shared
+    window = sliding_window(decoder)
+    if "flash" in (getattr(decoder.config, "_attn_implementation", None) or "") or (window and max(lengths) > window):
+        return _plain(decoder, ids, mask, labels)  # a 4-D mask cannot express this model's attention
 
     sequences: list[_Sequence] = []
     where: dict[int, tuple[int, int, int]] = {}  # row -> (sequence, index of its own first token, its position)
