@@ -113,11 +113,21 @@ def main() -> None:
     parser.add_argument("--epochs", type=float, help="training epochs of the TRL section (default: the config's)")
     parser.add_argument("--method-epochs", type=float, help="training epochs of the methods section")
     parser.add_argument("--methods", nargs="+", help="registered methods of the methods section (default: all)")
-    parser.add_argument("--precision", choices=("auto", "bf16", "fp32"), help="train.precision of both sides")
+    parser.add_argument(
+        "--precision",
+        choices=("auto", "bf16", "fp32"),
+        help="train.precision of both sides (default: the config's, auto: bf16 where it is native)",
+    )
     parser.add_argument("--scales", type=int, nargs="+", default=[1, 2, 4], help="forget-set scales of the curves")
     parser.add_argument("--curve-epochs", type=float, help="train.epochs of the cost-curve runs (default: config)")
     parser.add_argument("--work-dir", type=Path, help="where the workflow runs (default: a temporary folder)")
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results.json")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=ROOT / "benchmarks" / "results.json",
+        help="the rows as JSON, with the machine and the command, rewritten after every section "
+        "(default: benchmarks/results.json)",
+    )
     args = parser.parse_args()
     only = set(args.only or SECTIONS)
     work_dir = args.work_dir or Path(tempfile.mkdtemp(prefix="unlearning-benchmark-"))
