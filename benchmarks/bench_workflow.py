@@ -116,17 +116,17 @@ ROMAN = ("", " II", " III", " IV", " V", " VI", " VII", " VIII")
 HEAVY_STAGES = ("perturb", "unlearn", "generate", "score")
 
 
-def replicate_persons(table: pd.DataFrame, factor: int, persons: list[str]) -> pd.DataFrame:
+def replicate_persons(table: pd.DataFrame, factor: int, persons: list[str], question: str = "question") -> pd.DataFrame:
     """``table`` ``factor`` times: in copy ``k`` every name of ``persons`` becomes its ``k``-th copy ("Marie Curie"
     -> "Marie Curie II", III, ...) in every text cell, so each copy is a distinct person with the same kind of facts.
-    Copies after the first keep only the rows whose ``question`` names one of ``persons`` (a reverse probe, "Which
-    physicist is best known for relativity?", would repeat its question); cells that are not text (missing values
-    of optional columns) stay as they are."""
+    Copies after the first keep only the rows whose ``question`` column names one of ``persons`` (a reverse probe,
+    "Which physicist is best known for relativity?", would repeat its question); cells that are not text (missing
+    values of optional columns) stay as they are."""
     if not 1 <= factor <= len(ROMAN):
         raise ValueError(f"factor must be 1..{len(ROMAN)}, not {factor}")
     text = [c for c in table.columns if pd.api.types.is_string_dtype(table[c])]
     pattern = "|".join(re.escape(p) for p in sorted(persons, key=len, reverse=True))
-    named = table["question"].str.contains(pattern, regex=True, na=False)
+    named = table[question].str.contains(pattern, regex=True, na=False)
     copies = [table]
     for k in range(1, factor):
         copy = table[named].copy()
@@ -142,10 +142,10 @@ def scaled_config(config: dict, work_dir: Path, factor: int) -> Path:
     forget = config["data"]["persons"]["forget"]
     source = pd.read_csv(ROOT / forget["path"])
     work_dir.mkdir(parents=True, exist_ok=True)
-    column = config["data"]["persons"].get("columns", {}).get("person", "title")
-    persons = list(source[column].unique())
+    columns = {**config["data"]["persons"].get("columns", {}), **(forget.get("columns") or {})}
+    persons = list(source[columns.get("person", "title")].unique())
     scaled = work_dir / f"forget_x{factor}.csv"
-    replicate_persons(source, factor, persons).to_csv(scaled, index=False)
+    replicate_persons(source, factor, persons, columns.get("question", "question")).to_csv(scaled, index=False)
     out = json.loads(json.dumps(config))
     out["data"]["persons"]["forget"] = {**forget, "path": str(scaled)}
     for spec in out["data"]["persons"].values():  # the other files stay where the repository has them

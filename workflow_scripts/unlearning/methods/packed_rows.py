@@ -101,11 +101,12 @@ def answer_states(
     """
     ids, mask, labels = batch["input_ids"], batch["attention_mask"], batch["labels"]
     device = ids.device
-    if not batching.SHARE_PROMPTS or not bool((labels != -100).any()):
-        return _plain(decoder, ids, mask, labels)
-    lengths = mask.sum(1).tolist()
     is_answer = labels != -100
-    first = torch.where(is_answer.any(1), is_answer.long().argmax(1), mask.sum(1)).tolist()
+    if not batching.SHARE_PROMPTS or not bool(is_answer.any()):
+        return _plain(decoder, ids, mask, labels)
+    row_lengths = mask.sum(1)
+    lengths = row_lengths.tolist()
+    first = torch.where(is_answer.any(1), is_answer.long().argmax(1), row_lengths).tolist()
     starts = [max(0, a - 1) for a in first]  # the position that predicts each row's first answer token
     tokens = [row[:n].tolist() for row, n in zip(ids, lengths, strict=True)]
     contexts = [row[:s] for row, s in zip(tokens, starts, strict=True)]
