@@ -9,9 +9,10 @@ Everything a method does not define lives here (see :mod:`unlearning.methods.bas
   QA, drawn in a seeded order that depends only on the step (so a resumed run sees the same batches).
 * Speed-ups: the LM head projects only answer positions; the decoder runs a batch's rows packed without padding,
   the prompts' shared opening once and each prompt once for the DPO family's pairs
-  (:mod:`unlearning.methods.packed_rows`); weights are
-  bf16 wherever bf16 is native (``precision: auto``); attention is eager on the CPU (SDPA's CPU backward is slow
-  for short padded sequences); ``benchmarks/run.py`` measures what each buys.
+  (:mod:`unlearning.methods.packed_rows`); LoRA dropout on the CPU draws a quarter of the random numbers
+  (:mod:`unlearning.lora_dropout`); weights are bf16 wherever bf16 is native (``precision: auto``); attention
+  is eager on the CPU (SDPA's CPU backward is slow for short padded sequences); ``benchmarks/run.py`` measures
+  what each buys.
 * Checkpoints go to a folder that is not a Snakemake output, keyed by the settings' hash, so a killed job resumes
   from its last checkpoint while changed settings start afresh.
 * A guard against silent no-ops: training that leaves every LoRA B matrix at zero fails (PEFT with gradient
@@ -43,6 +44,7 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from .file_modes import apply_umask
 from .layers import decoder_layers
+from .lora_dropout import speed_up_lora_dropout
 from .methods import get_method
 from .methods.base import Method, sequence_logprob
 from .models import Manifest, load_model, pick_device, training_dtype
@@ -332,6 +334,8 @@ def train(
         raise ValueError(f"unlearn.{entry}: method {method.name} has no training examples")
     set_seed(seed)  # LoRA's A matrices are drawn here, before the Trainer seeds anything
     model = get_peft_model(model, lora_config(model, cfg["lora"]))
+    if device.type == "cpu":
+        speed_up_lora_dropout(model)
     batch_size = int(cfg["batch_size"])
     collate = ExampleCollator(method.sequences, tokenizer.pad_token_id)
     start = time.monotonic()
