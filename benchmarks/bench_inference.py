@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
+from types import ModuleType
 from typing import Any
 
 import pandas as pd
@@ -26,14 +27,20 @@ from unlearning.prompting import PromptStyle
 
 
 @contextmanager
-def prompts_not_shared() -> Iterator[None]:
-    """Within the block, every prompt runs whole (no shared opening, no prompt shared by a DPO pair in training)."""
-    before = batching.SHARE_PROMPTS
-    batching.SHARE_PROMPTS = False
+def switched(module: ModuleType, flag: str, value: bool) -> Iterator[None]:
+    """Within the block, ``module.flag`` is ``value`` (a speed-up's switch, such as
+    :data:`unlearning.batching.SHARE_PROMPTS`); restored afterwards."""
+    before = getattr(module, flag)
+    setattr(module, flag, value)
     try:
         yield
     finally:
-        batching.SHARE_PROMPTS = before
+        setattr(module, flag, before)
+
+
+def prompts_not_shared() -> AbstractContextManager[None]:
+    """Within the block, every prompt runs whole (no shared opening, no prompt shared by a DPO pair in training)."""
+    return switched(batching, "SHARE_PROMPTS", False)
 
 
 def unshared(run: Callable[[], list[Any]]) -> Callable[[], list[Any]]:

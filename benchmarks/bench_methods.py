@@ -15,6 +15,7 @@ the order of floating-point work only, and the table checks it against :data:`LO
 from __future__ import annotations
 
 import math
+import statistics
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -23,10 +24,11 @@ from typing import Any
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from bench_inference import prompts_not_shared
+from bench_inference import prompts_not_shared, switched
 from peft import get_peft_model
 from transformers import Trainer, TrainingArguments, set_seed
 
+from unlearning import lora_dropout
 from unlearning.methods import METHODS, get_method
 from unlearning.methods.base import Method
 from unlearning.methods.dpo import dpo_loss
@@ -250,10 +252,11 @@ def steps_per_epoch(examples: int, cfg: Mapping[str, Any]) -> int:
     return max(1, math.ceil(math.ceil(examples / int(cfg["batch_size"])) / int(cfg["grad_accum"])))
 
 
-#: This project's variants of each method's run, in table order: every prompt run whole (the padded batch), and
-#: the default (rows packed, shared prompts once)
+#: This project's variants of each method's run, in table order: every prompt run whole (the padded batch),
+#: torch's LoRA dropout instead of :mod:`unlearning.lora_dropout`'s, and the default (both speed-ups on)
 VARIANTS = {
     "whole": "this project's train, every prompt run whole (padded rows)",
+    "torch_dropout": "this project's train, torch's LoRA dropout",
     "ours": "this project's train",
 }
 
@@ -265,16 +268,25 @@ def compare_rows(name: str, plain: dict, runs: Mapping[str, dict], per_epoch: in
     rate_plain = plain["tokens"] / plain["seconds"]
     common = {"method": name, "steps": len(plain["losses"])}
     rows = [{"benchmark": f"{name}: plain Trainer (full LM head, reference every step, {plain['dtype']})", **common,
-             "seconds": plain["seconds"], "tokens": plain["tokens"], "tokens_per_s": rate_plain,
-             "last_epoch_loss": last_plain, "dtype": plain["dtype"]}]  # fmt: skip
+             "seconds": plain["seconds"], "runs_s": plain.get("runs_s", [plain["seconds"]]), "tokens": plain["tokens"],
+             "tokens_per_s": rate_plain, "last_epoch_loss": last_plain, "dtype": plain["dtype"]}]  # fmt: skip
     for key, run in runs.items():
         last = float(pd.Series(run["losses"][-per_epoch:]).mean())
         rate = run["tokens"] / run["seconds"]
         rows.append({"benchmark": f"{name}: {VARIANTS[key]} ({run['dtype']})", **common, "seconds": run["seconds"],
-                     "tokens": run["tokens"], "tokens_per_s": rate, "ratio_vs_baseline": rate / rate_plain,
-                     "last_epoch_loss": last, "loss_agrees": loss_agrees(last, last_plain),
-                     "same_tokens": run["tokens"] == plain["tokens"], "dtype": run["dtype"]})  # fmt: skip
+                     "runs_s": run.get("runs_s", [run["seconds"]]), "tokens": run["tokens"], "tokens_per_s": rate,
+                     "ratio_vs_baseline": rate / rate_plain, "last_epoch_loss": last,
+                     "loss_agrees": loss_agrees(last, last_plain), "same_tokens": run["tokens"] == plain["tokens"],
+                     "dtype": run["dtype"]})  # fmt: skip
     return rows
+
+
+def median_run(runs: Sequence[dict]) -> dict:
+    """The run of median time (the lower of the two middle ones for an even count), with every run's seconds in
+    ``runs_s``; the runs train the same tokens with the same seed, so only their clocks differ."""
+    seconds = [r["seconds"] for r in runs]
+    middle = statistics.median_low(seconds)
+    return {**runs[seconds.index(middle)], "runs_s": seconds}
 
 
 def training_data(qa: pd.DataFrame, pairs: pd.DataFrame | None, retain_split: Sequence[str]) -> dict[str, Any]:
@@ -295,17 +307,23 @@ def bench_methods(
     methods: Sequence[str] | None = None,
     epochs: float | None = None,
     precision: str | None = None,
+    repeats: int = 1,
 ) -> list[dict]:
-    """Three rows per registered method: the plain baseline and this project's :data:`VARIANTS`, each with its
-    ratio to the baseline."""
+    """A row per registered method for the plain baseline and for each of this project's :data:`VARIANTS`, with
+    its ratio to the baseline. Each is run ``repeats`` times, interleaved (baseline, variants, baseline, ...), and
+    the run of median time is shown: on a shared machine one run's clock can be off by a third."""
     rows = []
     for name in methods or sorted(METHODS):
         cfg = method_cfg(config, model, name, epochs, precision)
         data = training_data(qa, pairs, cfg["retain_split"])
-        plain = run_plain(manifest, cfg, data, style, work_dir / name / "plain")
-        runs = {}
-        with prompts_not_shared():
-            runs["whole"] = run_ours(manifest, cfg, data, style, work_dir / name / "whole")
-        runs["ours"] = run_ours(manifest, cfg, data, style, work_dir / name / "ours")
-        rows += compare_rows(name, plain, runs, steps_per_epoch(plain["examples"], cfg))
+        plain, runs = [], {key: [] for key in VARIANTS}
+        for _ in range(repeats):
+            plain.append(run_plain(manifest, cfg, data, style, work_dir / name / "plain"))
+            with prompts_not_shared():
+                runs["whole"].append(run_ours(manifest, cfg, data, style, work_dir / name / "whole"))
+            with switched(lora_dropout, "FAST_DROPOUT", False):
+                runs["torch_dropout"].append(run_ours(manifest, cfg, data, style, work_dir / name / "torch_dropout"))
+            runs["ours"].append(run_ours(manifest, cfg, data, style, work_dir / name / "ours"))
+        medians = {key: median_run(every) for key, every in runs.items()}
+        rows += compare_rows(name, median_run(plain), medians, steps_per_epoch(plain[0]["examples"], cfg))
     return rows

@@ -3,6 +3,7 @@ against its baseline in the same process run. Prints a Markdown table and writes
 
     python benchmarks/run.py                          # everything (well over an hour on 2 CPU cores)
     python benchmarks/run.py --only methods --method-epochs 1 --precision fp32
+    python benchmarks/run.py --only methods --method-epochs 1 --repeats 3   # median of three runs each
     python benchmarks/run.py --only curves --scales 1 2 4
 
 Sections: ``workflow`` (Snakemake from an empty results/, no-op rerun, rerun after a scoring setting change, each
@@ -73,6 +74,8 @@ def default_config() -> dict:
 def detail(row: dict) -> str:
     """The per-row facts that are not numbers: what reran, whether results agree."""
     parts = [row["detail_text"]] if "detail_text" in row else []
+    if len(row.get("runs_s", ())) > 1:
+        parts.append("median of " + ", ".join(f"{s:.1f}" for s in row["runs_s"]) + " s")
     if "reran" in row:
         parts.append("reran: " + (", ".join(row["reran"]) or "nothing"))
     if "loss_agrees" in row and "method" in row:
@@ -114,6 +117,13 @@ def main() -> None:
     parser.add_argument("--method-epochs", type=float, help="training epochs of the methods section")
     parser.add_argument("--methods", nargs="+", help="registered methods of the methods section (default: all)")
     parser.add_argument(
+        "--repeats",
+        type=int,
+        default=1,
+        help="runs of the baseline and of each variant in the methods section, interleaved; the table shows the "
+        "run of median time and lists every run's seconds (default: 1)",
+    )
+    parser.add_argument(
         "--precision",
         choices=("auto", "bf16", "fp32"),
         help="train.precision of both sides (default: the config's, auto: bf16 where it is native)",
@@ -129,6 +139,8 @@ def main() -> None:
         "(default: benchmarks/results.json)",
     )
     args = parser.parse_args()
+    if args.repeats < 1:
+        parser.error(f"--repeats must be at least 1, got {args.repeats}")
     only = set(args.only or SECTIONS)
     work_dir = args.work_dir or Path(tempfile.mkdtemp(prefix="unlearning-benchmark-"))
     config = default_config()
@@ -183,7 +195,8 @@ def main() -> None:
         pairs = read_parquet(results / "perturb" / "dpo_pairs.parquet")
         for name in args.methods or sorted(METHODS):
             rows += bench_methods(manifest, config, model_name, qa, pairs, style, work_dir / "methods",
-                                  methods=[name], epochs=args.method_epochs, precision=args.precision)  # fmt: skip
+                                  methods=[name], epochs=args.method_epochs, precision=args.precision,
+                                  repeats=args.repeats)  # fmt: skip
             save()
     if "curves" in only:
         if args.curve_epochs:

@@ -65,6 +65,17 @@ def test_method_rows_ratio_and_loss_tolerance() -> None:
     assert not whole["loss_agrees"], "1.1 against 1.01 is beyond 5%"
 
 
+def test_repeated_runs_show_the_median_run_and_list_every_clock() -> None:
+    from bench_methods import median_run
+    from run import detail
+
+    runs = [{"seconds": s, "losses": [float(s)]} for s in (30.0, 10.0, 20.0)]
+    assert median_run(runs) == {"seconds": 20.0, "losses": [20.0], "runs_s": [30.0, 10.0, 20.0]}
+    assert median_run(runs[:2])["seconds"] == 10.0, "the lower middle of an even count: a run that happened"
+    assert "median of 30.0, 10.0, 20.0 s" in detail({"runs_s": [30.0, 10.0, 20.0]})
+    assert "median" not in detail({"runs_s": [30.0]})
+
+
 @pytest.mark.parametrize("method", ["dpo", "idk_dpo", "grad_ascent", "grad_diff", "npo", "simnpo", "rmu", "undial"])
 def test_plain_baseline_trains_the_same_loss_as_the_project(tiny_manifest, tmp_path: Path, method: str) -> None:  # noqa: ANN001
     """On the tiny model in fp32 the plain Trainer and the project's engine see the same tokens and agree on every
