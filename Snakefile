@@ -1,8 +1,15 @@
 # Targeted unlearning of small instruct LMs: data -> perturbation -> LoRA unlearning (several methods) -> generation -> scores -> report.
 # Run: snakemake --cores all   (see README.md; the DAG and artifacts are described in rules/*.smk)
 import re
+import sys
 
+import yaml
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version, validate
+
+sys.path.insert(0, str(Path(workflow.basedir) / "workflow_scripts"))
+
+from unlearning.config_schema import schema_problem  # noqa: E402
 
 min_version("9.0")
 
@@ -13,6 +20,10 @@ if not workflow.overwrite_configfiles:
     configfile: Path(workflow.basedir) / "config.yaml"
 
 
+# one line naming the key (snakemake's validate would print the whole schema); validate then fills in the defaults
+_problem = schema_problem(config, yaml.safe_load((Path(workflow.basedir) / "schemas/config.schema.yaml").read_text()))
+if _problem:
+    raise WorkflowError(_problem)
 validate(config, "schemas/config.schema.yaml")
 
 

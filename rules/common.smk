@@ -1,11 +1,8 @@
 # Helpers shared by every .smk file: per-model settings and resources, and which inputs a job needs. They only
 # read the config and the file tree; nothing here changes a file while the DAG is parsed.
-import sys
-
 from snakemake.exceptions import WorkflowError
 
-sys.path.insert(0, str(Path(workflow.basedir) / "workflow_scripts"))
-
+# workflow_scripts/ is on sys.path (the Snakefile puts it there)
 from unlearning.parquet_io import config_hash, looks_complete  # noqa: E402
 from unlearning.settings import (  # noqa: E402
     expand_unlearn,
