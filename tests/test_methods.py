@@ -125,7 +125,7 @@ def test_entry_settings_resolve_and_unknown_keys_name_entry_and_method() -> None
     ):
         unlearn_settings(config_with({"method": "npo", "gamma": 1}), "m", "mine")
     # a misspelt key gets the closest valid one, a train: key or the method's own
-    with pytest.raises(ValueError, match=r"did you mean 'betta' -> 'beta', 'learnig_rate' -> 'learning_rate'\?"):
+    with pytest.raises(ValueError, match=r"did you mean 'beta' for 'betta', 'learning_rate' for 'learnig_rate'\?"):
         unlearn_settings(config_with({"method": "npo", "learnig_rate": 1e-4, "betta": 0.1}), "m", "mine")
     with pytest.raises(ValueError, match=r"unlearn\.mine: unknown unlearning method 'nope'"):
         unlearn_settings(config_with({"method": "nope"}), "m", "mine")

@@ -159,7 +159,7 @@ class Method:
             allowed = ", ".join(sorted(fields)) or "none"
             valid = sorted(fields | set(other_keys))
             close = {key: difflib.get_close_matches(key, valid, 1) for key in unknown}
-            hints = [f"{key!r} -> {match[0]!r}" for key, match in close.items() if match]
+            hints = [f"{match[0]!r} for {key!r}" for key, match in close.items() if match]
             hint = f"; did you mean {', '.join(hints)}?" if hints else ""
             raise ValueError(
                 f"unlearn.{entry}: unknown setting(s) {', '.join(unknown)} for method {cls.name!r} "
