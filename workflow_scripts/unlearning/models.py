@@ -30,6 +30,9 @@ from .errors import InputError
 from .file_modes import apply_umask
 
 log = logging.getLogger(__name__)
+# transformers' own Trainer and generation still call the name it deprecates: the warning is about its code, not
+# ours, and would show in every training, generation and scoring log
+warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
 PICKLE_FILES = ("pytorch_model.bin", "pytorch_model.bin.index.json", "model.pt", "model.ckpt")
 

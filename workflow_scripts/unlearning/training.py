@@ -28,7 +28,6 @@ import math
 import random
 import shutil
 import time
-import warnings
 from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -52,8 +51,6 @@ from .parquet_io import config_hash
 from .prompting import PromptStyle, build_prompt
 
 log = logging.getLogger(__name__)
-# transformers' own Trainer still calls the name it deprecates; the warning is about its code, not ours
-warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
 LOG_COLUMNS = ("step", "epoch", "loss", "forget_loss", "retain_loss", "learning_rate", "num_tokens", "seconds")
 TokenSeq = tuple[list[int], int]  # token ids of prompt + answer, and the prompt's length
 
