@@ -13,7 +13,10 @@ carry no information. The decoder therefore runs once over *packed* sequences ma
 A 4-D attention mask lets a token see the earlier tokens of its own segment and every token of the segments its
 row continues (opening, shared prompt); position ids restart each row at its place in the unpacked row. The
 attention scores and hidden states of every answer position are then those of one plain forward over the padded
-rows (``tests/test_speedups.py`` checks the logits and every LoRA gradient). Rows go into sequences of at most
+rows (``tests/test_speedups.py`` checks the logits and every LoRA gradient, without dropout). With LoRA dropout,
+a shared segment runs once, so the rows that continue it share its dropout mask there, where padded rows would
+each draw their own: every row still sees a valid dropout draw, and its expected gradient is unchanged; only the
+noise of rows that share a prompt is correlated over that prompt. Rows go into sequences of at most
 :data:`PACK_TOKENS` tokens (whole groups of rows that share a prompt), so that the attention over a packed
 sequence, which is square in its length and mostly masked, stays small next to the linear layers.
 
