@@ -8,12 +8,13 @@ is wrong; for an unknown key, the keys allowed there and the closest one. The Sn
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Mapping
 from typing import Any
 
 import jsonschema
+
+from .errors import did_you_mean
 
 UNKNOWN_KEY = ("additionalProperties", "unevaluatedProperties")
 
@@ -42,11 +43,9 @@ def _allowed_keys(schema: Mapping[str, Any], root: Mapping[str, Any]) -> tuple[s
 def _unknown_key_message(error: jsonschema.ValidationError, root: Mapping[str, Any]) -> str:
     names, patterns = _allowed_keys(error.schema, root)
     unknown = sorted(k for k in error.instance if k not in names and not any(re.search(p, k) for p in patterns))
-    allowed = sorted(names)
-    hints = [f"{close[0]!r} for {key!r}" for key in unknown if (close := difflib.get_close_matches(key, allowed, 1))]
     plural = "s" if len(unknown) > 1 else ""
-    message = f"unknown key{plural} {', '.join(map(repr, unknown))} (allowed: {', '.join(allowed)})"
-    return message + (f"; did you mean {', '.join(hints)}?" if hints else "")
+    message = f"unknown key{plural} {', '.join(map(repr, unknown))} (allowed: {', '.join(sorted(names))})"
+    return message + did_you_mean(unknown, names)
 
 
 def schema_problem(config: Mapping[str, Any], schema: Mapping[str, Any]) -> str | None:

@@ -25,7 +25,6 @@ positions).
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import types
 import typing
 from collections.abc import Iterable, Mapping
@@ -35,6 +34,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from ..errors import did_you_mean
 from .packed_rows import answer_states
 
 Batch = Mapping[str, torch.Tensor]
@@ -157,13 +157,10 @@ class Method:
         unknown = sorted(set(values) - fields)
         if unknown:
             allowed = ", ".join(sorted(fields)) or "none"
-            valid = sorted(fields | set(other_keys))
-            close = {key: difflib.get_close_matches(key, valid, 1) for key in unknown}
-            hints = [f"{match[0]!r} for {key!r}" for key, match in close.items() if match]
-            hint = f"; did you mean {', '.join(hints)}?" if hints else ""
             raise ValueError(
                 f"unlearn.{entry}: unknown setting(s) {', '.join(unknown)} for method {cls.name!r} "
-                f"(its own settings: {allowed}; any key of train: is accepted too){hint}"
+                f"(its own settings: {allowed}; any key of train: is accepted too)"
+                + did_you_mean(unknown, fields | set(other_keys))
             )
         hints = typing.get_type_hints(cls.Settings)
         for key, value in values.items():
