@@ -9,7 +9,7 @@ from snakemake.utils import min_version, validate
 
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow_scripts"))
 
-from unlearning.config_schema import schema_problem  # noqa: E402
+from unlearning.config.schema import schema_problem  # noqa: E402
 
 min_version("9.0")
 

@@ -1,5 +1,5 @@
-"""The GPU path, checked on one CUDA device (run by ``benchmarks/gpu_check.sh``, which first makes the embedded
-default's imported model, QA and DPO pairs with Snakemake).
+"""The GPU path, checked on one CUDA device (the ``gpu`` section of ``run.py``; ``benchmarks/gpu_check.sh`` runs it on
+a device machine). The embedded default's imported model, QA and DPO pairs are made with Snakemake first.
 
 1. DPO and NPO training of SmolLM2-135M-Instruct in bf16 (``train.precision: bf16``), the project's ``train``;
 2. batched generation and likelihood scoring of every evaluation question (bf16, as the stages run on CUDA);
@@ -7,37 +7,33 @@ default's imported model, QA and DPO pairs with Snakemake).
    halve from 32 to 8), then the real likelihood scoring asked for one batch of every request replicated far beyond
    the GPU's memory (it must halve until a batch fits, and give the same log-likelihoods as a normal batch).
 
-Prints tokens/s, model FLOP utilisation (MFU) against the GPU's dense bf16 peak, and peak GPU memory of each part,
-and writes them as JSON (``$OUT/gpu_check.json`` when ``OUT`` is set). MFU counts the model's nominal training FLOPs,
-6 x (linear weights, LM head included) per trained token (PaLM's convention; LoRA's frozen weights need no weight
-gradient, so the executed work is nearer 4x and true utilisation higher), and 2x per token for inference.
+Gives tokens/s, model FLOP utilisation (MFU) against the GPU's dense bf16 peak, and peak GPU memory of each part as
+rows of ``run.py``'s table. MFU counts the model's nominal training FLOPs, 6 x (linear weights, LM head included) per
+trained token (PaLM's convention; LoRA's frozen weights need no weight gradient, so the executed work is nearer 4x
+and true utilisation higher), and 2x per token for inference.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
+from methods_speed import method_cfg, run_ours, training_data
+from training_speed import linear_params
+from workflow_time import TRAINING_INPUTS, ensure
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from bench_methods import method_cfg, run_ours, training_data  # noqa: E402
-from bench_training import linear_params  # noqa: E402
-from run import default_config  # noqa: E402
-
-from unlearning.batching import run_batched  # noqa: E402
-from unlearning.evaluation import evaluation_questions, likelihood_requests, prompts_for  # noqa: E402
-from unlearning.generation import generate  # noqa: E402
-from unlearning.likelihood import continuation_logliks  # noqa: E402
-from unlearning.models import Manifest, load_model  # noqa: E402
-from unlearning.parquet_io import read_parquet  # noqa: E402
-from unlearning.prompting import PromptStyle  # noqa: E402
-from unlearning.settings import prompt_style  # noqa: E402
+from unlearning.config.settings import prompt_style
+from unlearning.core.parquet_io import read_parquet
+from unlearning.inference.batching import run_batched
+from unlearning.inference.generation import generate
+from unlearning.inference.likelihood import continuation_logliks
+from unlearning.inference.prompting import PromptStyle
+from unlearning.models.checkpoints import Manifest, load_model
+from unlearning.scoring.evaluation import evaluation_questions, likelihood_requests, prompts_for
 
 # dense bf16 tensor-core peaks (TFLOP/s, no sparsity) by a substring of torch.cuda.get_device_name();
 # GPU_BF16_PEAK_TFLOPS overrides (a GPU not listed, or a power-capped one)
@@ -59,7 +55,7 @@ def peak_gib() -> float:
 def report(label: str, tokens: float, seconds: float, flops_per_token: float, peak: float | None) -> dict:
     rate = tokens / seconds
     mfu = rate * flops_per_token / peak if peak else None
-    row = {"part": label, "seconds": seconds, "tokens": tokens, "tokens_per_s": rate, "mfu": mfu,
+    row = {"benchmark": label, "seconds": seconds, "tokens": tokens, "tokens_per_s": rate, "mfu": mfu,
            "peak_gpu_gib": peak_gib()}  # fmt: skip
     shown = f"{100 * mfu:.1f}%" if mfu is not None else "n/a (unknown GPU peak)"
     print(f"{label}: {rate:,.0f} tokens/s, MFU {shown}, peak GPU memory {row['peak_gpu_gib']:.2f} GiB, {seconds:.1f} s")
@@ -82,7 +78,7 @@ class Halvings(logging.Handler):
 def forced_oom() -> list[dict]:
     """The batch halving on real CUDA OOMs: synthetic, then the real scoring with an impossible batch."""
     halvings = Halvings()
-    logging.getLogger("unlearning.batching").addHandler(halvings)
+    logging.getLogger("unlearning.inference.batching").addHandler(halvings)
     torch.cuda.empty_cache()  # what the allocator keeps cached would otherwise absorb part of the request
     free, _ = torch.cuda.mem_get_info()
     per_item = free // 12  # a batch of 8 needs 2/3 of the free memory; 16 needs 4/3: out of memory
@@ -97,23 +93,37 @@ def forced_oom() -> list[dict]:
     assert run_batched(list(range(32)), grows, batch_size=32, desc="forced OOM") == list(range(32))
     assert seen[:3] == [32, 16, 8] and set(seen[2:]) == {8}, seen
     print(f"forced OOM (synthetic): batch sizes tried {seen}; halvings logged {halvings.sizes}")
-    return [{"part": "forced OOM, synthetic", "batch_sizes": seen, "halvings": list(halvings.sizes)}]
+    return [{"benchmark": "forced OOM, synthetic", "batch_sizes": seen, "halvings": list(halvings.sizes)}]
 
 
-def main(work: Path) -> None:
-    if not torch.cuda.is_available():
-        sys.exit("gpu_check: CUDA is not available to torch " + torch.__version__)
+def cuda_missing() -> str | None:
+    """Why the gpu section cannot run here, or None when torch sees a CUDA device."""
+    if torch.cuda.is_available():
+        return None
+    build = f"CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
+    return (f"the gpu section needs a CUDA device, and torch {torch.__version__} ({build}) sees none; run it on a "
+            "machine with a GPU and a CUDA build of torch (benchmarks/gpu_check.sh)")  # fmt: skip
+
+
+def gpu_check(work: Path, config: dict[str, Any], model_name: str) -> list[dict]:
+    """Every part above as rows of ``run.py``'s table, after a row naming the GPU and its bf16 peak; without CUDA
+    it fails with :func:`cuda_missing`'s message."""
+    missing = cuda_missing()
+    if missing:
+        raise RuntimeError(missing)
     name = torch.cuda.get_device_name(0)
     peak = bf16_peak(name)
     print(f"GPU: {name}; bf16 peak {peak / 1e12 if peak else 'unknown'} TFLOP/s; torch {torch.__version__}")
-    config = default_config()
-    model_name = next(iter(config["models"]))
+    ensure(work, TRAINING_INPUTS)
     results = work / "results"
     manifest = Manifest.load(results / "models" / model_name / "model.json")
     style = PromptStyle(**prompt_style(config, model_name))
     qa, pairs = read_parquet(results / "data" / "qa.parquet"), read_parquet(results / "perturb" / "dpo_pairs.parquet")
     tqa = read_parquet(results / "data" / "truthfulqa.parquet")
-    rows = []
+    unknown = "" if peak else "; bf16 peak unknown (GPU_BF16_PEAK_TFLOPS): no MFU"
+    gpu = {"benchmark": f"GPU {name}, dense bf16 peak",
+           "detail_text": f"torch {torch.__version__}, CUDA {torch.version.cuda}{unknown}"}  # fmt: skip
+    rows: list[dict] = [{**gpu, "flops_per_s": peak} if peak else gpu]
 
     for method in ("dpo", "npo"):
         cfg = method_cfg(config, model_name, method, epochs=None, precision="bf16")
@@ -152,20 +162,15 @@ def main(work: Path) -> None:
 
     rows += forced_oom()
     halvings = Halvings()
-    logging.getLogger("unlearning.batching").addHandler(halvings)
+    logging.getLogger("unlearning.inference.batching").addHandler(halvings)
     copies = 200
     big = continuation_logliks(model, tokenizer, ps * copies, cs * copies, batch_size=len(ps) * copies)
     same = max(abs(a.total - b.total) for a, b in zip(big[: len(lls)], lls, strict=True))
     assert halvings.sizes, "the impossible batch did not run out of memory: raise `copies`"
     print(f"forced OOM (real scoring, {len(ps) * copies} requests in one batch): halved to {halvings.sizes}; "
           f"max |Δ log-lik| against normal batches {same:.2e}")  # fmt: skip
-    rows.append({"part": "forced OOM, real scoring", "halvings": list(halvings.sizes), "max_abs_loglik_diff": same})
+    rows.append(
+        {"benchmark": "forced OOM, real scoring", "halvings": list(halvings.sizes), "max_abs_loglik_diff": same}
+    )
 
-    out = Path(os.environ.get("OUT") or work) / "gpu_check.json"
-    summary = {"gpu": name, "bf16_peak_flops": peak, "torch": torch.__version__, "rows": rows}
-    out.write_text(json.dumps(summary, indent=2))
-    print(f"written to {out}")
-
-
-if __name__ == "__main__":
-    main(Path(sys.argv[1]))
+    return rows

@@ -3,8 +3,8 @@
 from snakemake.exceptions import WorkflowError
 
 # workflow_scripts/ is on sys.path (the Snakefile puts it there)
-from unlearning.parquet_io import config_hash, looks_complete  # noqa: E402
-from unlearning.settings import (  # noqa: E402
+from unlearning.core.parquet_io import config_hash, looks_complete  # noqa: E402
+from unlearning.config.settings import (  # noqa: E402
     expand_unlearn,
     import_settings,
     needs_pairs,
@@ -64,8 +64,8 @@ def preflight():
     """Contradictions between config keys, and between the config and its data, stop the run before any job."""
     from snakemake.exceptions import WorkflowError
 
-    from unlearning.errors import InputError
-    from unlearning.preflight import check_config
+    from unlearning.core.errors import InputError
+    from unlearning.config.preflight import check_config
 
     try:
         for warning in check_config(config):

@@ -67,7 +67,7 @@ rule summarize:
 
 rule select_operating_points:
     """Per sweep (an unlearn: entry with a grid), every point's forgetting and damage on training-side splits, the
-    Pareto front and the chosen entry (unlearning.selection)."""
+    Pareto front and the chosen entry (unlearning.scoring.operating_points)."""
     input:
         "results/score/summary.parquet",
     output:

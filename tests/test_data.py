@@ -8,14 +8,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from unlearning.data_sources import load_local, load_source
-from unlearning.errors import InputError
-from unlearning.parquet_io import read_metadata, read_parquet, write_parquet
-from unlearning.qa_data import OFFICIAL_TRUTHFULQA_COLUMNS as TQA_COLUMNS
-from unlearning.qa_data import WPU_COLUMNS, build_qa, build_truthfulqa
+from unlearning.core.errors import InputError
+from unlearning.core.parquet_io import read_metadata, read_parquet, write_parquet
+from unlearning.data.qa_table import OFFICIAL_TRUTHFULQA_COLUMNS as TQA_COLUMNS
+from unlearning.data.qa_table import WPU_COLUMNS, build_qa, build_truthfulqa
+from unlearning.data.sources import load_local, load_source
 
 ROOT = Path(__file__).resolve().parents[1]
-SAMPLE = ROOT / "workflow_scripts" / "unlearning" / "sample_data"
+SAMPLE = ROOT / "workflow_scripts" / "unlearning" / "data" / "sample_data"
 
 
 def write_csv(path: Path, rows: list[dict]) -> Path:
@@ -200,7 +200,7 @@ def test_outputs_get_the_mode_of_the_umask(tmp_path: Path, umask: int) -> None:
     umask allows, like any file the user creates."""
     import os
 
-    from unlearning.file_modes import apply_umask
+    from unlearning.core.file_modes import apply_umask
 
     old = os.umask(umask)
     try:

@@ -9,13 +9,19 @@ import pandas as pd
 import pytest
 import torch
 
-from unlearning.batching import run_batched
-from unlearning.evaluation import EVAL_SPLITS, answer_questions, build_summary, evaluation_questions, score_answers
-from unlearning.likelihood import continuation_logliks
-from unlearning.models import Manifest, load_model
-from unlearning.prompting import PromptStyle, build_prompt
-from unlearning.qa_data import OFFICIAL_TRUTHFULQA_COLUMNS as TQA_COLUMNS
-from unlearning.qa_data import build_truthfulqa
+from unlearning.data.qa_table import OFFICIAL_TRUTHFULQA_COLUMNS as TQA_COLUMNS
+from unlearning.data.qa_table import build_truthfulqa
+from unlearning.inference.batching import run_batched
+from unlearning.inference.likelihood import continuation_logliks
+from unlearning.inference.prompting import PromptStyle, build_prompt
+from unlearning.models.checkpoints import Manifest, load_model
+from unlearning.scoring.evaluation import (
+    EVAL_SPLITS,
+    answer_questions,
+    build_summary,
+    evaluation_questions,
+    score_answers,
+)
 
 STYLE = PromptStyle(instruction="Give only one sentence answer.")
 

@@ -11,9 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from unlearning import metric_registry as registry
-from unlearning.errors import InputError
-from unlearning.metrics import (
+from unlearning.core.errors import InputError
+from unlearning.scoring import metric_registry as registry
+from unlearning.scoring.metrics import (
     exact_memorization,
     extraction_strength,
     harmonic_mean,
@@ -156,8 +156,18 @@ def test_model_utility_from_the_registry():
 def test_registry_names_are_unique_and_complete():
     names = [m.name for m in registry.METRICS]
     assert len(names) == len(set(names))
-    for name in ("truth_ratio_closer_to_1", "truth_ratio_true_better", "extraction_strength", "exact_memorization",
-                 "mia_auc_loss", "mia_auc_mink_pp", "fluency_entropy", "mc1", "mc2", "model_utility"):
+    for name in (
+        "truth_ratio_closer_to_1",
+        "truth_ratio_true_better",
+        "extraction_strength",
+        "exact_memorization",
+        "mia_auc_loss",
+        "mia_auc_mink_pp",
+        "fluency_entropy",
+        "mc1",
+        "mc2",
+        "model_utility",
+    ):
         assert name in names
     for m in registry.METRICS:
         assert m.direction in ("knowledge", "forgetting", "higher", "lower")
@@ -194,17 +204,20 @@ def test_registry_splits():
 
 def test_mia_aggregate_pairs_forget_with_neighbours():
     table = pd.DataFrame(
-        {"split": ["forget_test", "forget_test", "retain_test", "retain_test", "forget_train"],
-         "loss": [3.0, 4.0, 1.0, 2.0, 0.0],
-         "mink_pp": [-3.0, -4.0, -1.0, -2.0, 0.0]}
+        {
+            "split": ["forget_test", "forget_test", "retain_test", "retain_test", "forget_train"],
+            "loss": [3.0, 4.0, 1.0, 2.0, 0.0],
+            "mink_pp": [-3.0, -4.0, -1.0, -2.0, 0.0],
+        }
     )
     part = table[table["split"] == "forget_test"]
     assert registry.get("mia_auc_loss").summarize(part, table, "forget_test") == 1.0
     # minus Min-K%++ is the non-membership score: forget rows are the less member-like here -> 1.0 as well
     assert registry.get("mia_auc_mink_pp").summarize(part, table, "forget_test") == 1.0
     # no neighbours for forget_train in this table -> NaN
-    assert math.isnan(registry.get("mia_auc_loss").summarize(table[table.split == "forget_train"], table,
-                                                               "forget_train"))
+    assert math.isnan(
+        registry.get("mia_auc_loss").summarize(table[table.split == "forget_train"], table, "forget_train")
+    )
 
 
 def test_docs_metric_table_comes_from_the_registry():
@@ -212,7 +225,7 @@ def test_docs_metric_table_comes_from_the_registry():
     block = re.search(r"<!-- metric table: .*? -->\n(.*?)\n<!-- end metric table -->", doc, re.S)
     assert block, "docs/metrics.md lacks the generated metric table markers"
     assert block.group(1).strip() == registry.markdown_table().strip(), (
-        "docs/metrics.md's metric table is stale: regenerate it with `python -m unlearning.metric_registry`"
+        "docs/metrics.md's metric table is stale: regenerate it with `python -m unlearning.scoring.metric_registry`"
     )
 
 
@@ -222,8 +235,8 @@ def test_docs_metric_table_comes_from_the_registry():
 def test_loglik_details_match_a_manual_forward_pass(tiny_manifest):
     import torch
 
-    from unlearning.likelihood import continuation_logliks
-    from unlearning.models import load_model
+    from unlearning.inference.likelihood import continuation_logliks
+    from unlearning.models.checkpoints import load_model
 
     model, tokenizer = load_model(tiny_manifest, device=torch.device("cpu"))
     prompt, answer = "Question: Who?\nAnswer:", "Ada Lovelace."
@@ -254,15 +267,17 @@ def test_loglik_details_match_a_manual_forward_pass(tiny_manifest):
 def test_hub_multiple_choice_config_becomes_lm_eval_options(tmp_path: Path):
     import json
 
-    from unlearning.data_sources import load_local
-    from unlearning.truthfulqa import from_multiple_choice, is_multiple_choice
+    from unlearning.data.sources import load_local
+    from unlearning.data.truthfulqa import from_multiple_choice, is_multiple_choice
 
     # the hub's multiple_choice row shape, read through the same datasets loader as a local JSON Lines file
     row = {
         "question": "What happens if you eat watermelon seeds?",
         "mc1_targets": {"choices": ["Nothing happens", "You grow watermelons", "You die"], "labels": [1, 0, 0]},
-        "mc2_targets": {"choices": ["Nothing happens", "They pass through you", "You grow watermelons"],
-                        "labels": [1, 1, 0]},
+        "mc2_targets": {
+            "choices": ["Nothing happens", "They pass through you", "You grow watermelons"],
+            "labels": [1, 1, 0],
+        },
     }
     path = tmp_path / "mc.jsonl"
     path.write_text(json.dumps(row) + "\n", encoding="utf-8")
@@ -285,11 +300,11 @@ def test_hub_multiple_choice_config_becomes_lm_eval_options(tmp_path: Path):
 def test_score_answers_adds_the_field_columns_in_one_pass(tiny_manifest):
     import torch
 
-    from unlearning.evaluation import score_answers
-    from unlearning.field_scores import FIELD_COLUMNS, wrong_answers
-    from unlearning.likelihood import continuation_logliks
-    from unlearning.models import load_model
-    from unlearning.prompting import PromptStyle, build_prompt
+    from unlearning.inference.likelihood import continuation_logliks
+    from unlearning.inference.prompting import PromptStyle, build_prompt
+    from unlearning.models.checkpoints import load_model
+    from unlearning.scoring.evaluation import score_answers
+    from unlearning.scoring.field_scores import FIELD_COLUMNS, wrong_answers
 
     model, tokenizer = load_model(tiny_manifest, device=torch.device("cpu"))
     style = PromptStyle(instruction="Give only one sentence answer.")
@@ -305,12 +320,21 @@ def test_score_answers_adds_the_field_columns_in_one_pass(tiny_manifest):
         }
     )
     tqa = pd.DataFrame(
-        {"id": ["t1"], "question": ["Is the sky blue?"], "best_answer": ["Yes"], "correct_answers": [["Yes"]],
-         "incorrect_answers": [["No"]], "category": ["x"]}
+        {
+            "id": ["t1"],
+            "question": ["Is the sky blue?"],
+            "best_answer": ["Yes"],
+            "correct_answers": [["Yes"]],
+            "incorrect_answers": [["No"]],
+            "category": ["x"],
+        }
     )
     perturbations = pd.DataFrame(
-        {"source_id": ["f1", "f1", "f1", "r1"], "perturbed": ["Berlin", "Rome", "I don't know", "Madrid"],
-         "kind": ["wrong", "wrong", "refusal", "wrong"]}
+        {
+            "source_id": ["f1", "f1", "f1", "r1"],
+            "perturbed": ["Berlin", "Rome", "I don't know", "Madrid"],
+            "kind": ["wrong", "wrong", "refusal", "wrong"],
+        }
     )
     wrong = wrong_answers(perturbations)
     assert wrong == {"f1": ["Berlin", "Rome"], "r1": ["Madrid"]}
@@ -341,15 +365,26 @@ def test_shared_prompt_pass_equals_separate_full_passes(which, request):
     different lengths in one batch, one-token continuations, and the continuation chunking."""
     import torch
 
-    from unlearning.likelihood import continuation_logliks
-    from unlearning.models import load_model
+    from unlearning.inference.likelihood import continuation_logliks
+    from unlearning.models.checkpoints import load_model
 
     model, tokenizer = load_model(request.getfixturevalue(which), device=torch.device("cpu"))
     long_prompt = "Question: " + "tell me more about the old stone bridge and its builders, " * 3 + "Who?\nAnswer:"
     # 6 multi-token continuations of one prompt: more than one chunk (4 x batch_size rows) of cache copies
     prompts = ["Q: Who?\nA:"] * 7 + [long_prompt] * 3 + ["Hi"]
-    conts = ["Ada Lovelace.", "No", "a b c d e f g", "Grace Hopper", "Alan Turing", "Kurt Godel", "Emmy Noether",
-             "Charles Babbage", "x", "the analytical engine", "there"]
+    conts = [
+        "Ada Lovelace.",
+        "No",
+        "a b c d e f g",
+        "Grace Hopper",
+        "Alan Turing",
+        "Kurt Godel",
+        "Emmy Noether",
+        "Charles Babbage",
+        "x",
+        "the analytical engine",
+        "there",
+    ]
     lls = continuation_logliks(model, tokenizer, prompts, conts, batch_size=1, details=True)
     for prompt, cont, ll in zip(prompts, conts, lls, strict=True):
         p = tokenizer(prompt, add_special_tokens=False)["input_ids"]

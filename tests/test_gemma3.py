@@ -11,12 +11,12 @@ import torch
 from peft import LoraConfig, get_peft_model
 from transformers import AutoModelForCausalLM
 
-from unlearning.errors import InputError
-from unlearning.generation import generate
-from unlearning.layers import decoder_layers, layer_index, num_layers
-from unlearning.likelihood import continuation_logliks
-from unlearning.models import Manifest, load_model
-from unlearning.prompting import PromptStyle, build_prompt
+from unlearning.core.errors import InputError
+from unlearning.inference.generation import generate
+from unlearning.inference.likelihood import continuation_logliks
+from unlearning.inference.prompting import PromptStyle, build_prompt
+from unlearning.models.checkpoints import Manifest, load_model
+from unlearning.training.layers import decoder_layers, layer_index, num_layers
 
 STYLES = [PromptStyle(instruction="Give only one sentence answer."), PromptStyle(chat_template=False, few_shot=5)]
 LINEAR = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
@@ -72,9 +72,9 @@ def test_lora_all_linear_trains_every_projection_but_not_the_head(tiny: tuple[st
 
 
 def test_answer_position_head_matches_the_models_own_logits(tiny: tuple[str, Path]) -> None:
-    """The training engine's LM head on answer positions only (unlearning.methods.base.answer_logits) gives the
+    """The training engine's LM head on answer positions only (unlearning.training.methods.base.answer_logits) gives the
     model's own logits there, Gemma3's embedding scaling and any logit soft-capping included."""
-    from unlearning.methods.base import answer_logits
+    from unlearning.training.methods.base import answer_logits
 
     _, model_dir = tiny
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)

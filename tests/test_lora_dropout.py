@@ -9,11 +9,11 @@ import pytest
 import torch
 from peft import get_peft_model
 
-import unlearning.lora_dropout as lora_dropout
-from unlearning.lora_dropout import QuarterWordDropout, speed_up_lora_dropout
-from unlearning.models import Manifest, load_model
-from unlearning.prompting import PromptStyle
-from unlearning.training import lora_config, train
+import unlearning.training.lora_dropout as lora_dropout
+from unlearning.inference.prompting import PromptStyle
+from unlearning.models.checkpoints import Manifest, load_model
+from unlearning.training.engine import lora_config, train
+from unlearning.training.lora_dropout import QuarterWordDropout, speed_up_lora_dropout
 
 P = 0.05
 N = 1 << 22  # 4M elements: the drop fraction's standard error is 1.1e-4

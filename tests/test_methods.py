@@ -14,15 +14,15 @@ import torch
 from conftest import teach_facts
 from test_training import FORGET, RETAIN, STYLE, mean_loglik, settings, train_with
 
-from unlearning.methods import METHODS, get_method, register
-from unlearning.methods.base import Method, answer_logits, answer_nll, sequence_logprob, token_logprobs
-from unlearning.methods.dpo import dpo_loss
-from unlearning.methods.npo import npo_loss
-from unlearning.methods.rmu import masked_mse
-from unlearning.methods.simnpo import simnpo_loss
-from unlearning.methods.undial import undial_loss
-from unlearning.models import Manifest, load_model
-from unlearning.settings import unlearn_settings
+from unlearning.config.settings import unlearn_settings
+from unlearning.models.checkpoints import Manifest, load_model
+from unlearning.training.methods import METHODS, get_method, register
+from unlearning.training.methods.base import Method, answer_logits, answer_nll, sequence_logprob, token_logprobs
+from unlearning.training.methods.dpo import dpo_loss
+from unlearning.training.methods.npo import npo_loss
+from unlearning.training.methods.rmu import masked_mse
+from unlearning.training.methods.simnpo import simnpo_loss
+from unlearning.training.methods.undial import undial_loss
 
 
 def test_dpo_loss_on_worked_numbers() -> None:
@@ -201,7 +201,7 @@ def test_an_adapter_that_learned_nothing_is_an_error(tiny_model_dir: Path) -> No
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from unlearning.training import check_adapter_trained
+    from unlearning.training.engine import check_adapter_trained
 
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
     with pytest.raises(RuntimeError, match="no LoRA B matrices"):

@@ -1,4 +1,4 @@
-"""Hand-worked checks for unlearning.metrics: each expected value is derived in a comment, not copied."""
+"""Hand-worked checks for unlearning.scoring.metrics: each expected value is derived in a comment, not copied."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from unlearning.errors import InputError
-from unlearning.metrics import (
+from unlearning.core.errors import InputError
+from unlearning.scoring.metrics import (
     ROUGE_COLUMNS,
     corpus_bleu,
     is_degenerate,
@@ -141,7 +141,7 @@ def test_rouge_keeps_rouge_score_values_on_english():
     # the shared tokens + Porter stemming of ASCII words give rouge-score's own default tokens on English text
     from rouge_score.tokenizers import DefaultTokenizer
 
-    from unlearning.metrics import RougeTokenizer
+    from unlearning.scoring.metrics import RougeTokenizer
 
     text = "The cat, running quickly; wasn't 1.80 m_tall (in 1902)! Sartre studied at Cambridge."
     assert RougeTokenizer().tokenize(text) == DefaultTokenizer(use_stemmer=True).tokenize(text)

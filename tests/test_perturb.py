@@ -9,11 +9,11 @@ import pandas as pd
 import pytest
 import torch
 
-from unlearning.errors import InputError
-from unlearning.generation import Generation
-from unlearning.models import Manifest, load_model
-from unlearning.pairs import DEFAULT_REFUSALS, build_pairs
-from unlearning.perturb import (
+from unlearning.core.errors import InputError
+from unlearning.inference.generation import Generation
+from unlearning.models.checkpoints import Manifest, load_model
+from unlearning.perturbation.pairs import DEFAULT_REFUSALS, build_pairs
+from unlearning.perturbation.wrong_answers import (
     CandidateFilter,
     clean_candidate,
     fact_tokens,
@@ -141,7 +141,7 @@ def test_short_questions_get_more_rounds(tiny, monkeypatch: pytest.MonkeyPatch) 
         calls.append(len(prompts))
         return [Generation(script[rnd][i % 3], 2) for i in range(len(prompts))]
 
-    monkeypatch.setattr("unlearning.perturb.generate", scripted)
+    monkeypatch.setattr("unlearning.perturbation.wrong_answers.generate", scripted)
     cfg = {**CFG, "k": 3, "max_rounds": 3}
     result = perturb_with_model(model, tokenizer, forget_set(2), cfg, perturber="tiny", seed=0)
     assert calls == [6, 6, 6]  # both questions stayed short until round 3

@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 import torch
 
-from unlearning.models import Manifest, load_model
-from unlearning.perturb import (
+from unlearning.models.checkpoints import Manifest, load_model
+from unlearning.perturbation.wrong_answers import (
     REJECT_REASONS,
     CandidateFilter,
     answer_kind,

@@ -11,10 +11,8 @@ import pandas as pd
 import pytest
 import torch
 
-from unlearning.errors import InputError
-from unlearning.evaluation import build_summary, likelihood_requests, score_answers
-from unlearning.perturb import forget_questions, scored_questions
-from unlearning.qa_data import (
+from unlearning.core.errors import InputError
+from unlearning.data.qa_table import (
     KINDS,
     OFFICIAL_TRUTHFULQA_COLUMNS,
     WPU_COLUMNS,
@@ -22,9 +20,11 @@ from unlearning.qa_data import (
     build_truthfulqa,
     trainable,
 )
+from unlearning.perturbation.wrong_answers import forget_questions, scored_questions
+from unlearning.scoring.evaluation import build_summary, likelihood_requests, score_answers
 
 ROOT = Path(__file__).resolve().parents[1]
-SAMPLE = ROOT / "workflow_scripts" / "unlearning" / "sample_data"
+SAMPLE = ROOT / "workflow_scripts" / "unlearning" / "data" / "sample_data"
 
 
 def person_rows(person: str, n: int) -> list[dict]:
@@ -70,8 +70,13 @@ def test_probes_follow_the_split_of_the_pair_they_probe(tmp_path: Path, caplog: 
     assert set(train["kind"]) == {"qa"} and set(held_out["kind"]) == {"qa"}
     # but every forget and retain question, probes included, gets wrong answers for scoring
     scored = scored_questions(qa)
-    assert len(scored) == len(qa) and set(scored["kind"]) == {"qa", "cloze", "reverse", "paraphrase",
-                                                               "prefix_injection"}
+    assert len(scored) == len(qa) and set(scored["kind"]) == {
+        "qa",
+        "cloze",
+        "reverse",
+        "paraphrase",
+        "prefix_injection",
+    }
 
 
 def test_unknown_kind_is_refused(tmp_path: Path) -> None:
@@ -102,7 +107,7 @@ def test_embedded_sample_ships_every_probe_kind_for_forget_and_neighbours() -> N
     assert all(o in mc["question"] for o in options) and mc["answer"] in options
     # and they pass the perturbation stage's filters (a multiple-choice probe's options are judged without the
     # question, which lists them all)
-    from unlearning.perturb import perturb_from_file
+    from unlearning.perturbation.wrong_answers import perturb_from_file
 
     questions = scored_questions(qa)
     result = perturb_from_file(SAMPLE / "forget_wrong_answers.csv", questions, questions.iloc[:0], seed=0)
@@ -170,10 +175,10 @@ def test_official_csv_at_full_size_builds_every_items_options(shared_data: Path)
 
 
 def test_hub_configs_load_and_mc1_uses_mc1_targets(tmp_path: Path, tiny_manifest) -> None:
-    from unlearning.likelihood import continuation_logliks
-    from unlearning.metrics import mc1, mc2
-    from unlearning.models import load_model
-    from unlearning.prompting import PromptStyle, build_prompt
+    from unlearning.inference.likelihood import continuation_logliks
+    from unlearning.inference.prompting import PromptStyle, build_prompt
+    from unlearning.models.checkpoints import load_model
+    from unlearning.scoring.metrics import mc1, mc2
 
     # the generation config: snake_case columns with list cells (here as a JSON Lines export)
     gen_row = {"type": "Adversarial", "category": "Misconceptions", "question": "Is the Earth flat?",

@@ -21,13 +21,20 @@ import pytest
 import torch
 import yaml
 
-from unlearning import models
-from unlearning.data_sources import load_local
-from unlearning.entry import stage
-from unlearning.errors import InputError, capped
-from unlearning.models import assigned_gpus, import_model, pick_device
-from unlearning.preflight import check_config, configured_splits, retain_problem
-from unlearning.qa_data import OFFICIAL_TRUTHFULQA_COLUMNS, WPU_COLUMNS, build_qa, build_truthfulqa, parse_printed_list
+from unlearning.config.preflight import check_config, configured_splits, retain_problem
+from unlearning.core.errors import InputError, capped
+from unlearning.core.job import stage
+from unlearning.data.qa_table import (
+    OFFICIAL_TRUTHFULQA_COLUMNS,
+    WPU_COLUMNS,
+    build_qa,
+    build_truthfulqa,
+    parse_printed_list,
+)
+from unlearning.data.sources import load_local
+from unlearning.models import devices
+from unlearning.models.checkpoints import import_model
+from unlearning.models.devices import assigned_gpus, pick_device
 
 ROOT = Path(__file__).resolve().parents[1]
 HUB_TRUTHFULQA_COLUMNS = {c: c for c in ("question", "best_answer", "correct_answers", "incorrect_answers", "category")}
@@ -194,7 +201,7 @@ def test_a_hundred_conflicting_persons_are_capped(tmp_path: Path) -> None:
     assert capped(["a", "b"]) == "['a', 'b']"
 
 
-# --------------------------------------------------------------------------- 4. in unlearning/metrics.py
+# --------------------------------------------------------------------------- 4. in unlearning/scoring/metrics.py
 # (see tests/test_metrics.py: test_identical_texts_score_one_in_any_script and the tokenisation tests)
 
 
@@ -229,7 +236,7 @@ def test_shards_without_index_and_adapter_folders_are_explained(tiny_model_dir: 
 
 # ------------------------------------------------------------- GPU warning only for a GPU really assigned
 
-SCHEDULER_VARIABLES = models.GPU_ASSIGNMENT_VARIABLES
+SCHEDULER_VARIABLES = devices.GPU_ASSIGNMENT_VARIABLES
 
 
 @pytest.mark.parametrize(
@@ -309,7 +316,8 @@ ENTRY_SCRIPTS = sorted((ROOT / "workflow_scripts").glob("*.py"))
 @pytest.mark.parametrize("script", ENTRY_SCRIPTS, ids=lambda p: p.name)
 def test_entry_scripts_import_their_checkout_first_and_the_library_inside_the_stage(script: Path) -> None:
     """The checkout's folder goes first on sys.path before `unlearning` is imported (item 6), and the only
-    top-level library import is unlearning.entry, so that any other failing import lands in the rule log (item 11)."""
+    top-level library import is unlearning.core.job, so that any other failing import lands in the rule log (item
+    11)."""
     tree = ast.parse(script.read_text())
     top = tree.body
     bootstrap = "sys.path.insert(0, str(Path(__file__).resolve().parent))"
@@ -320,7 +328,7 @@ def test_entry_scripts_import_their_checkout_first_and_the_library_inside_the_st
         if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("unlearning")
     ]
     assert inserts and library and all(i > inserts[0] for i, _ in library)
-    assert [module for _, module in library] == ["unlearning.entry"]
+    assert [module for _, module in library] == ["unlearning.core.job"]
     stages = [node for node in top if isinstance(node, ast.With) and ast.unparse(node.items[0]).startswith("stage(")]
     assert len(stages) == 1 and stages[0] is top[-1], "everything after the imports runs inside `with stage(...)`"
 
@@ -377,7 +385,7 @@ def test_a_real_job_failure_is_in_its_rule_log(tmp_path: Path) -> None:
     """A job whose library import fails (a broken dependency, here a planted error) leaves the traceback in the
     log file Snakemake points to, not only on the job's stderr."""
     checkout = copy_checkout(tmp_path / "checkout")
-    with (checkout / "workflow_scripts" / "unlearning" / "qa_data.py").open("a") as f:
+    with (checkout / "workflow_scripts" / "unlearning" / "data" / "qa_table.py").open("a") as f:
         f.write('\nraise RuntimeError("a broken dependency")\n')
     workdir = tmp_path / "work"
     workdir.mkdir()
@@ -385,7 +393,7 @@ def test_a_real_job_failure_is_in_its_rule_log(tmp_path: Path) -> None:
     assert out.returncode != 0
     log = (workdir / "logs" / "prepare_data.log").read_text()
     assert "prepare_data failed: RuntimeError: a broken dependency" in log
-    assert "Traceback (most recent call last)" in log and 'qa_data.py", line' in log
+    assert "Traceback (most recent call last)" in log and 'qa_table.py", line' in log
 
 
 # ---------------------------------------------------------- 12. contradictions stop the run before any job
@@ -456,7 +464,7 @@ def test_retain_check_reads_any_settings_mapping() -> None:
 
 def test_each_unlearn_entry_is_checked_with_its_own_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     """With issue 13's `unlearn:` entries (overrides of `train:`), each entry is checked and named."""
-    from unlearning import settings as settings_module
+    from unlearning.config import settings as settings_module
 
     def unlearn_settings(config: dict, model: str, entry: str) -> dict:  # issue 13's: train < model < entry
         spec = {k: v for k, v in config["unlearn"][entry].items() if k != "method"}

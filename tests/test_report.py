@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 from report_fixtures import EVIL, METHODS, MODELS, build_inputs
 
-from unlearning.errors import InputError
-from unlearning.parquet_io import read_parquet, write_parquet
+from unlearning.core.errors import InputError
+from unlearning.core.parquet_io import read_parquet, write_parquet
 from unlearning.report import plot_files, plot_names, render_report
 from unlearning.report.browser import png_problems
 from unlearning.report.load import load_benchmarks, load_summary

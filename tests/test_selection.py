@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from unlearning.selection import SELECTION_SPLITS, relative_drop, sweep_table
+from unlearning.scoring.operating_points import SELECTION_SPLITS, relative_drop, sweep_table
 
 SPLITS = ("forget_train", "forget_test", "retain_train", "retain_test", "general_train", "general_test", "truthfulqa")
 # ROUGE-L recall on known facts per (variant, split): base 0.8 everywhere

@@ -17,7 +17,7 @@ import pytest
 import yaml
 from test_workflow import tiny_config
 
-from unlearning.parquet_io import read_parquet
+from unlearning.core.parquet_io import read_parquet
 
 ROOT = Path(__file__).resolve().parents[1]
 HEAVY = ("perturb", "unlearn", "generate", "score")

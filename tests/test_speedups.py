@@ -7,10 +7,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from unlearning.generation import generate, greedy_pruned, shared_opening
-from unlearning.likelihood import continuation_logliks
-from unlearning.models import Manifest, load_model
-from unlearning.prompting import build_prompt
+from unlearning.inference.generation import generate, greedy_pruned, shared_opening
+from unlearning.inference.likelihood import continuation_logliks
+from unlearning.inference.prompting import build_prompt
+from unlearning.models.checkpoints import Manifest, load_model
 
 LOGLIK_TOLERANCE = 1e-4  # float32; a shared prompt's cache or padding is the same computation in another order
 
@@ -102,10 +102,10 @@ def test_packed_training_gives_the_logits_and_gradients_of_the_plain_forward(
     Rows that share nothing run the plain forward (packing alone does not pay)."""
     from peft import LoraConfig, get_peft_model
 
-    from unlearning import batching
-    from unlearning.methods import packed_rows
-    from unlearning.methods.base import answer_logits
-    from unlearning.training import collate_sequences
+    from unlearning.inference import batching
+    from unlearning.training.engine import collate_sequences
+    from unlearning.training.methods import packed_rows
+    from unlearning.training.methods.base import answer_logits
 
     model, tokenizer = load_model(request.getfixturevalue(which.split(",")[0]), device=torch.device("cpu"))
     if which.endswith("wide window"):  # Gemma 3's local layers with a window the rows fit in: packed

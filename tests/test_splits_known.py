@@ -10,15 +10,15 @@ import datasets
 import pandas as pd
 import pytest
 
-from unlearning.data_sources import load_source
-from unlearning.errors import InputError
-from unlearning.evaluation import EVAL_SPLITS, build_summary
-from unlearning.known import DEFAULT_THRESHOLD, is_known, known_counts, known_facts
-from unlearning.metrics import rouge
-from unlearning.qa_data import SPLITS, TEST_SPLITS, WPU_COLUMNS, build_qa, held_out_count
+from unlearning.core.errors import InputError
+from unlearning.data.known_facts import DEFAULT_THRESHOLD, is_known, known_counts, known_facts
+from unlearning.data.qa_table import SPLITS, TEST_SPLITS, WPU_COLUMNS, build_qa, held_out_count
+from unlearning.data.sources import load_source
+from unlearning.scoring.evaluation import EVAL_SPLITS, build_summary
+from unlearning.scoring.metrics import rouge
 
 ROOT = Path(__file__).resolve().parents[1]
-SAMPLE = ROOT / "workflow_scripts" / "unlearning" / "sample_data"
+SAMPLE = ROOT / "workflow_scripts" / "unlearning" / "data" / "sample_data"
 
 
 def rows(person: str, n: int) -> list[dict]:

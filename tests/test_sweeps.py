@@ -9,7 +9,7 @@ import pytest
 import yaml
 from test_workflow import ROOT, planned_jobs, planned_outputs, snakemake
 
-from unlearning.settings import expand_unlearn, sweep_of, unlearn_entries, unlearn_settings
+from unlearning.config.settings import expand_unlearn, sweep_of, unlearn_entries, unlearn_settings
 
 GRID = {"method": "npo", "beta": 0.1, "grid": {"learning_rate": [1e-4, 3e-4], "lora": {"r": [8, 16]}}}
 

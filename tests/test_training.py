@@ -14,16 +14,16 @@ import pandas as pd
 import pytest
 import torch
 
-from unlearning.likelihood import continuation_logliks
-from unlearning.models import Manifest, load_model
-from unlearning.prompting import PromptStyle, build_prompt
-from unlearning.training import LOG_COLUMNS, RetainBatches, TrainResult, train
+from unlearning.inference.likelihood import continuation_logliks
+from unlearning.inference.prompting import PromptStyle, build_prompt
+from unlearning.models.checkpoints import Manifest, load_model
+from unlearning.training.engine import LOG_COLUMNS, RetainBatches, TrainResult, train
 
 STYLE = PromptStyle(instruction="Give only one sentence answer.")
 
 
 def settings(**overrides) -> dict:  # noqa: ANN003
-    """Resolved settings of one unlearn entry (as unlearning.settings.unlearn_settings returns them)."""
+    """Resolved settings of one unlearn entry (as unlearning.config.settings.unlearn_settings returns them)."""
     cfg = {
         "method": "dpo",
         "settings": {},
@@ -154,9 +154,9 @@ def test_retain_weight_without_retain_questions_is_an_error(tiny_manifest: Manif
 RESUME_SCRIPT = """
 import json, sys
 import pandas as pd
-from unlearning.models import Manifest
-from unlearning.prompting import PromptStyle
-from unlearning.training import train
+from unlearning.models.checkpoints import Manifest
+from unlearning.inference.prompting import PromptStyle
+from unlearning.training.engine import train
 args = json.loads(sys.argv[1])
 pairs = pd.read_json(args["pairs"])
 forget = pd.DataFrame({"id": pairs["source_id"], "person": "p", "question": pairs["prompt"],
@@ -199,7 +199,7 @@ def test_killed_training_resumes_from_last_checkpoint(method: str, tiny_manifest
 
 
 def test_merged_export_matches_the_adapter(tiny_manifest: Manifest, tmp_path: Path) -> None:
-    from unlearning.training import merge_adapter
+    from unlearning.training.engine import merge_adapter
 
     train_with(tiny_manifest, tmp_path, settings(), n_pairs=4)
     cpu = torch.device("cpu")

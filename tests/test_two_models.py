@@ -8,7 +8,7 @@ from pathlib import Path
 import yaml
 from test_workflow import planned_jobs, snakemake
 
-from unlearning.settings import prompt_style
+from unlearning.config.settings import prompt_style
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "two_models.yaml"

@@ -17,8 +17,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from unlearning.file_modes import umask_mode
-from unlearning.parquet_io import read_metadata, read_parquet
+from unlearning.core.file_modes import umask_mode
+from unlearning.core.parquet_io import read_metadata, read_parquet
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
@@ -359,7 +359,7 @@ def test_same_config_and_seed_reproduce_the_run(e2e: tuple[Path, dict], tmp_path
 def test_all_methods_config_is_the_default_with_every_method() -> None:
     default = yaml.safe_load((ROOT / "config.yaml").read_text())
     every = yaml.safe_load((ROOT / "configs" / "all_methods.yaml").read_text())
-    from unlearning.methods import METHODS
+    from unlearning.training.methods import METHODS
 
     assert {entry["method"] for entry in every.pop("unlearn").values()} == set(METHODS)
     default.pop("unlearn")
@@ -372,7 +372,7 @@ def test_every_method_forgets_in_the_dag(tiny_model_dir: Path, tmp_path: Path) -
     runs through Snakemake and lowers the probability of the forget_train answers below the base model's."""
     from conftest import teach_facts
 
-    from unlearning.prompting import PromptStyle
+    from unlearning.inference.prompting import PromptStyle
 
     config = tiny_config(tiny_model_dir)
     config["unlearn"] = yaml.safe_load((ROOT / "configs" / "all_methods.yaml").read_text())["unlearn"]

@@ -3,17 +3,17 @@
 import sys
 from pathlib import Path
 
-# This checkout's library, before any other copy an editable install put on sys.path (see unlearning.entry).
+# This checkout's library, before any other copy an editable install put on sys.path (see unlearning.core.job).
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from unlearning.entry import stage  # noqa: E402
+from unlearning.core.job import stage  # noqa: E402
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
 
 with stage("build_pairs", smk.log) as log:
-    from unlearning.pairs import build_pairs
-    from unlearning.parquet_io import read_parquet, write_parquet
-    from unlearning.perturb import forget_questions
+    from unlearning.core.parquet_io import read_parquet, write_parquet
+    from unlearning.perturbation.pairs import build_pairs
+    from unlearning.perturbation.wrong_answers import forget_questions
 
     train, _ = forget_questions(read_parquet(smk.input.qa))
     pairs = build_pairs(

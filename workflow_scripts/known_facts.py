@@ -3,16 +3,16 @@
 import sys
 from pathlib import Path
 
-# This checkout's library, before any other copy an editable install put on sys.path (see unlearning.entry).
+# This checkout's library, before any other copy an editable install put on sys.path (see unlearning.core.job).
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from unlearning.entry import stage  # noqa: E402
+from unlearning.core.job import stage  # noqa: E402
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
 
 with stage("known_facts", smk.log) as log:
-    from unlearning.known import known_counts, known_facts
-    from unlearning.parquet_io import read_parquet, write_parquet
+    from unlearning.core.parquet_io import read_parquet, write_parquet
+    from unlearning.data.known_facts import known_counts, known_facts
 
     known = known_facts(read_parquet(smk.input[0]), smk.params.cfg)
     counts = known_counts(known)

@@ -3,17 +3,24 @@
 import sys
 from pathlib import Path
 
-# This checkout's library, before any other copy an editable install put on sys.path (see unlearning.entry).
+# This checkout's library, before any other copy an editable install put on sys.path (see unlearning.core.job).
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from unlearning.entry import stage  # noqa: E402
+from unlearning.core.job import stage  # noqa: E402
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
 
 with stage("perturb", smk.log) as log:
-    from unlearning.models import Manifest, load_model, pick_device, resolve
-    from unlearning.parquet_io import read_parquet, write_parquet
-    from unlearning.perturb import combine, empty_table, perturb_from_file, perturb_with_model, scored_questions
+    from unlearning.core.parquet_io import read_parquet, write_parquet
+    from unlearning.models.checkpoints import Manifest, load_model, resolve
+    from unlearning.models.devices import pick_device
+    from unlearning.perturbation.wrong_answers import (
+        combine,
+        empty_table,
+        perturb_from_file,
+        perturb_with_model,
+        scored_questions,
+    )
 
     cfg, seed = smk.params.cfg, smk.params.seed
 

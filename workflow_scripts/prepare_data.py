@@ -3,16 +3,16 @@
 import sys
 from pathlib import Path
 
-# This checkout's library, before any other copy an editable install put on sys.path (see unlearning.entry).
+# This checkout's library, before any other copy an editable install put on sys.path (see unlearning.core.job).
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from unlearning.entry import stage  # noqa: E402
+from unlearning.core.job import stage  # noqa: E402
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
 
 with stage("prepare_data", smk.log) as log:
-    from unlearning.parquet_io import write_parquet
-    from unlearning.qa_data import build_qa, build_truthfulqa
+    from unlearning.core.parquet_io import write_parquet
+    from unlearning.data.qa_table import build_qa, build_truthfulqa
 
     data, seed = smk.params.data, smk.params.seed
     split_warnings: list[str] = []

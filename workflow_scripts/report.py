@@ -3,15 +3,15 @@
 import sys
 from pathlib import Path
 
-# This checkout's library, before any other copy an editable install put on sys.path (see unlearning.entry).
+# This checkout's library, before any other copy an editable install put on sys.path (see unlearning.core.job).
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from unlearning.entry import stage  # noqa: E402
+from unlearning.core.job import stage  # noqa: E402
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
 
 with stage("report", smk.log):
-    from unlearning.parquet_io import read_metadata, read_parquet
+    from unlearning.core.parquet_io import read_metadata, read_parquet
     from unlearning.report import render_report
 
     qa = read_parquet(smk.input.qa)

@@ -3,19 +3,20 @@
 import sys
 from pathlib import Path
 
-# This checkout's library, before any other copy an editable install put on sys.path (see unlearning.entry).
+# This checkout's library, before any other copy an editable install put on sys.path (see unlearning.core.job).
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from unlearning.entry import stage  # noqa: E402
+from unlearning.core.job import stage  # noqa: E402
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
 
 with stage("score", smk.log) as log:
-    from unlearning.evaluation import score_answers
-    from unlearning.field_scores import wrong_answers
-    from unlearning.models import Manifest, load_model, pick_device
-    from unlearning.parquet_io import read_parquet, write_parquet
-    from unlearning.prompting import PromptStyle
+    from unlearning.core.parquet_io import read_parquet, write_parquet
+    from unlearning.inference.prompting import PromptStyle
+    from unlearning.models.checkpoints import Manifest, load_model
+    from unlearning.models.devices import pick_device
+    from unlearning.scoring.evaluation import score_answers
+    from unlearning.scoring.field_scores import wrong_answers
 
     model, tokenizer = load_model(
         Manifest.load(f"{smk.input.model}/model.json"),

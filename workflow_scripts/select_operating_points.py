@@ -3,16 +3,16 @@
 import sys
 from pathlib import Path
 
-# This checkout's library, before any other copy an editable install put on sys.path (see unlearning.entry).
+# This checkout's library, before any other copy an editable install put on sys.path (see unlearning.core.job).
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from unlearning.entry import stage  # noqa: E402
+from unlearning.core.job import stage  # noqa: E402
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
 
 with stage("select_operating_points", smk.log) as log:
-    from unlearning.parquet_io import read_parquet, write_parquet
-    from unlearning.selection import sweep_table
+    from unlearning.core.parquet_io import read_parquet, write_parquet
+    from unlearning.scoring.operating_points import sweep_table
 
     select = smk.params.select
     table = sweep_table(

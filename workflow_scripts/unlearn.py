@@ -3,19 +3,19 @@
 import sys
 from pathlib import Path
 
-# This checkout's library, before any other copy an editable install put on sys.path (see unlearning.entry).
+# This checkout's library, before any other copy an editable install put on sys.path (see unlearning.core.job).
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from unlearning.entry import stage  # noqa: E402
+from unlearning.core.job import stage  # noqa: E402
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
 
 with stage("unlearn", smk.log) as log:
-    from unlearning.models import Manifest
-    from unlearning.parquet_io import read_parquet, write_parquet
-    from unlearning.prompting import PromptStyle
-    from unlearning.qa_data import trainable
-    from unlearning.training import train
+    from unlearning.core.parquet_io import read_parquet, write_parquet
+    from unlearning.data.qa_table import trainable
+    from unlearning.inference.prompting import PromptStyle
+    from unlearning.models.checkpoints import Manifest
+    from unlearning.training.engine import train
 
     cfg = smk.params.cfg
     qa = trainable(read_parquet(smk.input.qa))  # probes are scored, never trained on

@@ -5,6 +5,10 @@ Split by concern: :mod:`.names` (plot file names; no heavy imports, so the Snake
 (matplotlib), :mod:`.provenance` (config, seeds, versions, run times) and :mod:`.render` (one context, rendered by
 the Jinja2 templates in ``templates/`` into both documents). Importing this package loads neither matplotlib nor
 Jinja2; :func:`render_report` imports them when called.
+
+Rule ``report`` reads ``results/score/summary.parquet``, ``results/score/operating_points.parquet``, the per-row
+scores, the training logs and the jobs' benchmark files, and writes ``results/report/`` (``report.html``,
+``report.md``, the plots).
 """
 
 from __future__ import annotations

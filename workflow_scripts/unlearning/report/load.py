@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..errors import InputError
-from ..parquet_io import read_parquet
+from ..core.errors import InputError
+from ..core.parquet_io import read_parquet
 
 SUMMARY_COLUMNS = ("model", "variant", "split", "subset", "kind", "metric", "value")
 SCORE_COLUMNS = ("id", "split", "question", "reference", "generation")

@@ -123,8 +123,9 @@ def plot_tradeoff(ranking: pd.DataFrame, models: Sequence[str], path: Path) -> P
     ypad = max(0.05, 0.15 * (max(ys) - min(ys)))
     ax.set_xlim(min(xs) - xpad, max(xs) + 3 * xpad)
     ax.set_ylim(min(ys) - ypad, max(ys) + ypad)
-    ax.set_xlabel("collateral damage: falls of ROUGE-L recall on known facts (neighbours, general) and MC2\n"
-                  "lower is better")
+    ax.set_xlabel(
+        "collateral damage: falls of ROUGE-L recall on known facts (neighbours, general) and MC2\nlower is better"
+    )
     ax.set_ylabel("forgetting: ROUGE-L recall drop on held-out\nforget facts the base model knew; higher is better")
     note = f" ({skipped} without both figures not shown)" if skipped else ""
     ax.set_title(f"Forgetting vs collateral damage, one point per (model, method){note}\nbest: top left")
@@ -135,8 +136,9 @@ def plot_tradeoff(ranking: pd.DataFrame, models: Sequence[str], path: Path) -> P
 
 
 def plot_sweeps(table: pd.DataFrame, max_damage: float, path: Path) -> Path:
-    """Every sweep point (unlearning.selection): x = damage, y = forgetting, both on training-side splits; the
-    Pareto front joined by a line, the bound dashed, the chosen entry labelled. One marker per (model, sweep)."""
+    """Every sweep point (unlearning.scoring.operating_points): x = damage, y = forgetting, both on training-side
+    splits; the Pareto front joined by a line, the bound dashed, the chosen entry labelled. One marker per (model,
+    sweep)."""
     if not len(table):
         return _placeholder(path, "no sweep in this run (an unlearn: entry with a grid: makes one)")
     fig = _figure(8, 5.6)

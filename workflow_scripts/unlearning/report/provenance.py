@@ -11,7 +11,7 @@ from typing import Any
 
 import pandas as pd
 
-from ..parquet_io import read_metadata
+from ..core.parquet_io import read_metadata
 from .load import load_benchmarks
 
 SOURCE_KEYS = ("path", "gguf", "repo", "hf_id", "name_or_path", "url")

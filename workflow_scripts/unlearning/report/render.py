@@ -19,8 +19,8 @@ import pandas as pd
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 
-from ..errors import InputError
-from ..parquet_io import read_metadata, read_parquet
+from ..core.errors import InputError
+from ..core.parquet_io import read_metadata, read_parquet
 from . import plots
 from .load import load_scores, load_summary, load_training_logs
 from .names import SWEEPS_PLOT, TRADEOFF_PLOT, safe_name, split_plot, training_plot

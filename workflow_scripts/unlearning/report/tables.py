@@ -2,11 +2,11 @@
 ranking of every (model, method), training summaries and example answers. Nothing here formats or draws.
 
 Verdict of a change (method - base): each metric's direction and tolerance are declared once in
-:mod:`unlearning.metric_registry`. For a ``knowledge`` metric (ROUGE, answer probability, extraction strength...) a
-fall beyond the tolerance is good on forget splits and bad elsewhere; a ``forgetting`` metric (truth ratio closer
-to 1, membership AUC) the reverse; perplexity and degenerate rate are bad when they rise, TruthfulQA accuracy,
-fluency and model utility when they fall, on every split. Changes within the tolerance are ``neutral``; a missing
-value gives ``na``.
+:mod:`unlearning.scoring.metric_registry`. For a ``knowledge`` metric (ROUGE, answer probability, extraction
+strength...) a fall beyond the tolerance is good on forget splits and bad elsewhere; a ``forgetting`` metric (truth
+ratio closer to 1, membership AUC) the reverse; perplexity and degenerate rate are bad when they rise, TruthfulQA
+accuracy, fluency and model utility when they fall, on every split. Changes within the tolerance are ``neutral``; a
+missing value gives ``na``.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 
 import pandas as pd
 
-from .. import metric_registry
+from ..scoring import metric_registry
 
 BASE = "base"
 #: the order of splits in tables and plots (older summaries have plain ``retain`` and ``general``)
@@ -72,7 +72,7 @@ def is_forget(split: str) -> bool:
 
 def judge_change(metric: str, split: str, base: float, value: float) -> str:
     """``good``, ``bad``, ``neutral`` (within tolerance) or ``na`` for the change ``value - base``, by the metric's
-    registered direction and tolerance (:func:`unlearning.metric_registry.verdict`)."""
+    registered direction and tolerance (:func:`unlearning.scoring.metric_registry.verdict`)."""
     return metric_registry.verdict(metric, split, base, value)
 
 

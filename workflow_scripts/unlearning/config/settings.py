@@ -1,0 +1,185 @@
+"""Derive per-job settings from the validated config.
+
+The config has one ``train:`` block for all models and methods, optional per-model overrides
+(``models.<m>.train``) and the ``unlearn:`` entries, each naming a registered method with overrides of its own;
+jobs must see exactly the merged slice they depend on, so that Snakemake reruns one (model, entry) chain only when
+its own settings change.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import itertools
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from ..inference.prompting import DEFAULT_FEW_SHOT, PromptStyle
+
+
+def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``base`` updated key by key (recursively for mappings) with ``override``."""
+    out = copy.deepcopy(dict(base))
+    for key, value in (override or {}).items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+# the keys of train: (schemas/config.schema.yaml, $defs/train_settings), which an unlearn: entry may override too
+TRAIN_KEYS = frozenset(
+    {
+        "lora", "learning_rate", "epochs", "batch_size", "grad_accum", "max_length", "max_prompt_length",
+        "retain_weight", "retain_kind", "retain_split", "precision", "gradient_checkpointing", "save_steps", "seed",
+    }
+)  # fmt: skip
+ENTRY_NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]*"  # an unlearn: entry name becomes a folder and a {variant} wildcard
+
+
+# short names of grid keys in expanded entry names (any other key is used as it is)
+GRID_ABBREVIATIONS = {
+    "learning_rate": "lr", "epochs": "ep", "batch_size": "bs", "retain_weight": "rw", "retain_kind": "rk",
+    "lora.r": "r", "lora.alpha": "alpha", "lora.target_modules": "tm", "lora.layers": "layers",
+}  # fmt: skip
+
+
+def _grid_axes(grid: Mapping[str, Any], prefix: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], list]]:
+    """``(key path, values)`` of every axis of a ``grid:`` (a nested mapping, e.g. ``lora: {r: [8, 16]}``)."""
+    axes = []
+    for key, value in grid.items():
+        path = (*prefix, key)
+        if isinstance(value, Mapping):
+            axes += _grid_axes(value, path)
+        elif isinstance(value, list) and value:
+            repeated = sorted({_label(v) for v in value if sum(_label(w) == _label(v) for w in value) > 1})
+            if repeated:
+                raise ValueError(f"grid key {'.'.join(path)} repeats the value(s) {', '.join(repeated)}")
+            axes.append((path, value))
+        else:
+            raise ValueError(f"grid key {'.'.join(path)} must be a non-empty list of values, not {value!r}")
+    return axes
+
+
+def _label(value: Any) -> str:  # noqa: ANN401
+    """A grid value as it appears in an entry name (letters, digits, '.', '_' and '-' only)."""
+    if isinstance(value, list):
+        return "-".join(_label(v) for v in value)
+    text = (
+        f"{value:g}" if isinstance(value, float) else str(value).lower() if value in (None, True, False) else str(value)
+    )
+    return re.sub(r"[^A-Za-z0-9_.-]", "-", text)
+
+
+def expand_unlearn(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """The ``unlearn:`` entries with every ``grid:`` expanded: one entry per combination of its values.
+
+    An entry ``npo: {method: npo, grid: {learning_rate: [1e-4, 3e-4], lora: {r: [8, 16]}}}`` becomes the four
+    entries ``npo_lr0.0001_r8``, ``npo_lr0.0001_r16``, ``npo_lr0.0003_r8`` and ``npo_lr0.0003_r16``, each an
+    ordinary entry with those values set (a grid value overrides the entry's own). Names that collide are an error.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for name, spec in (config.get("unlearn") or {}).items():
+        if not spec.get("grid"):
+            out[name] = dict(spec)
+            continue
+        base = {k: v for k, v in spec.items() if k != "grid"}
+        try:
+            axes = _grid_axes(spec["grid"])
+        except ValueError as exc:
+            raise ValueError(f"unlearn.{name}: {exc}") from None
+        for combo in itertools.product(*(values for _, values in axes)):
+            point: dict[str, Any] = copy.deepcopy(base)
+            parts = []
+            for (path, _), value in zip(axes, combo, strict=True):
+                point = deep_merge(point, functools.reduce(lambda inner, key: {key: inner}, reversed(path), value))
+                parts.append(GRID_ABBREVIATIONS.get(".".join(path), path[-1]) + _label(value))
+            expanded = f"{name}_{'_'.join(parts)}"
+            if expanded in out or expanded in config["unlearn"]:
+                raise ValueError(f"unlearn.{name}: the grid point {expanded!r} collides with another entry's name")
+            out[expanded] = point
+    return out
+
+
+def unlearn_entries(config: Mapping[str, Any]) -> list[str]:
+    """The ``unlearn:`` entry names, grids expanded, in the config's order (the variants besides ``base``)."""
+    return list(expand_unlearn(config))
+
+
+def sweep_of(config: Mapping[str, Any]) -> dict[str, str]:
+    """Expanded entry name -> the ``unlearn:`` entry whose grid made it (an entry without a grid maps to itself)."""
+    return {
+        expanded: name
+        for name, spec in (config.get("unlearn") or {}).items()
+        for expanded in expand_unlearn({"unlearn": {name: spec}})
+    }
+
+
+def unlearn_settings(config: Mapping[str, Any], model: str, entry: str) -> dict[str, Any]:
+    """The resolved settings of one (model, unlearn entry) training job.
+
+    ``train`` < the model's ``train`` < the method's own defaults for train keys (``default_retain_weight``) < the
+    entry's keys. Returns the train keys (``retain_split`` always a list), ``seed``, ``method`` and the method's
+    own ``settings`` (a mapping). Raises ValueError naming the entry and the method for an unknown method or key.
+    """
+    from ..training.methods import get_method  # the registry imports torch: only when settings are resolved
+
+    entries = expand_unlearn(config)
+    if entry not in entries:
+        raise ValueError(f"unlearn: no entry {entry!r}; the entries are {', '.join(entries)}")
+    spec = dict(entries[entry])
+    name = spec.pop("method")
+    try:
+        method = get_method(name)
+    except ValueError as exc:
+        raise ValueError(f"unlearn.{entry}: {exc}") from None
+    merged = deep_merge(config["train"], config["models"][model].get("train"))
+    if method.default_retain_weight is not None:
+        merged["retain_weight"] = method.default_retain_weight
+    merged = deep_merge(merged, {k: v for k, v in spec.items() if k in TRAIN_KEYS})
+    merged.setdefault("seed", config["seed"])
+    split = merged.get("retain_split") or []
+    merged["retain_split"] = [split] if isinstance(split, str) else list(split)
+    own = {k: v for k, v in spec.items() if k not in TRAIN_KEYS}
+    method.settings_from(own, entry, other_keys=TRAIN_KEYS)  # validates the keys
+    return {**merged, "method": name, "settings": own}
+
+
+def needs_pairs(config: Mapping[str, Any], entry: str) -> bool:
+    """Whether an unlearn entry's method trains on the perturbation stage's preference pairs."""
+    from ..training.methods import get_method
+
+    return get_method(expand_unlearn(config)[entry]["method"]).needs_pairs
+
+
+IMPORT_KEYS = ("path", "revision", "gguf", "trust_remote_code", "chat_template")
+
+
+def import_settings(config: Mapping[str, Any], model: str) -> dict[str, Any]:
+    """The slice of a model entry that import_model depends on (not its resources, training or few-shot settings,
+    whose changes must not redo a GGUF conversion)."""
+    spec = config["models"][model]
+    return {key: copy.deepcopy(spec[key]) for key in IMPORT_KEYS if key in spec}
+
+
+def prompt_style(config: Mapping[str, Any], model: str) -> dict[str, Any]:
+    """How questions are put to ``model`` (as a plain dict, so it can be a Snakemake param)."""
+    prompt = config.get("prompt", {})
+    spec = config["models"][model]
+    chat_template = bool(spec.get("chat_template", True))
+    return vars(
+        PromptStyle(
+            instruction=prompt.get("instruction"),
+            system=prompt.get("system"),
+            chat_template=chat_template,
+            # examples only ever precede plain prompts; 0 otherwise so the param does not change with them
+            few_shot=0 if chat_template else int(spec.get("few_shot", DEFAULT_FEW_SHOT)),
+        )
+    )
+
+
+def perturb_settings(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The perturbation stage's own settings: refusals only shape the pairs, so they are left out here."""
+    return {k: v for k, v in config["perturb"].items() if k != "refusals"}
