@@ -24,8 +24,9 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
 
-def build_tiny_model(out_dir: Path, tokenizer_dir: Path, seed: int = 0) -> Path:
-    """A 2-layer random Llama saved as a safetensors checkpoint beside the SmolLM2 tokenizer."""
+def build_tiny_model(out_dir: Path, tokenizer_dir: Path, seed: int = 0, *, tied: bool = False) -> Path:
+    """A 2-layer random Llama saved as a safetensors checkpoint beside the SmolLM2 tokenizer (``tied``: one tensor
+    for the input and output embeddings, as SmolLM2 has)."""
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
@@ -38,7 +39,7 @@ def build_tiny_model(out_dir: Path, tokenizer_dir: Path, seed: int = 0) -> Path:
         num_attention_heads=4,
         num_key_value_heads=2,
         max_position_embeddings=1024,
-        tie_word_embeddings=False,  # tied, a random model only echoes its last prompt token (a newline)
+        tie_word_embeddings=tied,  # tied, a random model only echoes its last prompt token (a newline)
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
@@ -183,6 +184,15 @@ def tiny_manifest(tiny_model_dir: Path):
     from unlearning.models.checkpoints import Manifest
 
     return Manifest(name="tiny", path=str(tiny_model_dir), source="local")
+
+
+@pytest.fixture(scope="session")
+def tiny_tied_manifest(tmp_path_factory: pytest.TempPathFactory, smollm2_tokenizer_dir: Path):
+    """The tiny Llama with tied input and output embeddings."""
+    from unlearning.models.checkpoints import Manifest
+
+    path = build_tiny_model(tmp_path_factory.mktemp("tiny_tied_llama"), smollm2_tokenizer_dir, tied=True)
+    return Manifest(name="tiny_tied", path=str(path), source="local")
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -211,6 +212,61 @@ def test_merged_export_matches_the_adapter(tiny_manifest: Manifest, tmp_path: Pa
     ids = torch.tensor([tokenizer("Where was the painter number 1 born?")["input_ids"]])
     with torch.no_grad():
         assert torch.allclose(merged(ids).logits, adapted(ids).logits, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "targets", ["all-linear", ["q_proj", "v_proj", "lm_head"], ["q_proj", "embed_tokens"]], ids=str
+)
+def test_merging_into_tied_embeddings_keeps_the_adapters_logits(
+    targets: str | list[str], tiny_tied_manifest: Manifest, tmp_path: Path
+) -> None:
+    """SmolLM2 ties its input and output embeddings. An adapter on either tied layer, merged into the one shared
+    tensor, changed both, and the reload re-tied them: the merged model's logits differed from the adapter model's
+    by up to 7 (lm_head) and 670 (embed_tokens). Merged, saved and reloaded, they must be equal."""
+    from unlearning.training.engine import merge_adapter
+
+    lora = {**settings()["lora"], "target_modules": targets}
+    train_with(tiny_tied_manifest, tmp_path, settings(lora=lora, epochs=1), n_pairs=4)
+    cpu = torch.device("cpu")
+    adapted, tokenizer = load_model(tiny_tied_manifest, adapter=tmp_path / "a", device=cpu)
+    ids = torch.tensor([tokenizer("Where was the painter number 1 born?")["input_ids"]])
+    with torch.no_grad():
+        expected = adapted(ids).logits
+        base = adapted.get_base_model()
+        with adapted.disable_adapter():
+            assert not torch.allclose(adapted(ids).logits, expected, atol=1e-3), "the adapter changes the logits"
+    tied_before = base.get_output_embeddings().weight is base.get_input_embeddings().weight
+    merge_adapter(adapted, tokenizer, tmp_path / "merged")
+    merged, _ = load_model(Manifest("merged", str(tmp_path / "merged"), "local"), device=cpu)
+    with torch.no_grad():
+        assert torch.allclose(merged(ids).logits, expected, atol=1e-4)
+    still_tied = merged.get_output_embeddings().weight is merged.get_input_embeddings().weight
+    assert still_tied == (targets == "all-linear" and tied_before), "untied only where the adapter changes them"
+
+
+def test_a_diverging_run_stops_at_the_first_non_finite_loss(tiny_manifest: Manifest, tmp_path: Path) -> None:
+    """Gradient ascent at a learning rate of 1e30: the first step's update makes the weights infinite, the next
+    loss is NaN. Before, the job succeeded and saved an adapter of NaN and inf (the log's loss read 0)."""
+    from unlearning.training.engine import NonFiniteLoss
+
+    cfg = settings(method="grad_ascent", learning_rate=1.0e30, save_steps=1, epochs=2)
+    with pytest.raises(NonFiniteLoss, match=r"step 2: method 'grad_ascent' gave a non-finite forget_loss and loss"):
+        train_with(tiny_manifest, tmp_path, cfg)
+    assert not (tmp_path / "a").exists(), "no adapter is written"
+    assert sorted(p.name for p in (tmp_path / "c").glob("checkpoint-*")) == ["checkpoint-1"], "none after step 1"
+
+
+def test_non_finite_trained_weights_are_never_saved() -> None:
+    """A last step can diverge after its finite loss: the weights it leaves are checked before saving."""
+    from unlearning.training.engine import NonFiniteLoss, check_adapter_trained, check_finite_loss
+
+    layer = torch.nn.Linear(2, 2)
+    layer.lora_B = torch.nn.Parameter(torch.tensor([[1.0, float("inf")]]))
+    with pytest.raises(NonFiniteLoss, match="non-finite values in 1 trained weight"):
+        check_adapter_trained(layer)
+    check_finite_loss({"forget_loss": 1.0, "retain_loss": 0.5, "loss": 2.0}, step=3, method="npo", lr=1e-4)
+    with pytest.raises(NonFiniteLoss, match=r"step 3: method 'npo' gave a non-finite retain_loss .*retain_loss inf"):
+        check_finite_loss({"forget_loss": 1.0, "retain_loss": math.inf, "loss": math.inf}, step=3, method="npo", lr=1)
 
 
 def test_bf16_training_keeps_an_fp32_adapter_and_learns(tiny_manifest: Manifest, tmp_path: Path) -> None:

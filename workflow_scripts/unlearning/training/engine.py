@@ -41,6 +41,7 @@ from transformers import PreTrainedTokenizerBase, Trainer, TrainingArguments, se
 from transformers.trainer_callback import TrainerCallback, TrainerControl, TrainerState
 from transformers.trainer_utils import get_last_checkpoint
 
+from ..core.errors import InputError
 from ..core.file_modes import apply_umask
 from ..core.parquet_io import config_hash
 from ..inference.prompting import PromptStyle, build_prompt
@@ -150,6 +151,28 @@ class RetainBatches:
         return collate_sequences([self.examples[j] for j in order[start : start + self.batch_size]], self.pad_id)
 
 
+class NonFiniteLoss(InputError):
+    """A training step's loss (or one of its parts) is NaN or infinite; nothing trained after it is saved."""
+
+
+def check_finite_loss(parts: Mapping[str, float], *, step: int, method: str, lr: float) -> None:
+    """Stop training at the first step whose loss or any loss part is NaN or infinite.
+
+    A diverged run (fp16 gradient ascent, a learning rate far too large) otherwise goes on: the Trainer's
+    ``logging_nan_inf_filter`` logs the last finite loss instead, and the NaN adapter is saved and evaluated.
+    ``parts`` maps each part's name (``forget_loss``, ``retain_loss``, ``loss``) to its value at optimizer step
+    ``step`` (1-based). Raises :class:`NonFiniteLoss` naming the step, the method and every part.
+    """
+    bad = [name for name, value in parts.items() if not math.isfinite(value)]
+    if bad:
+        shown = ", ".join(f"{name} {value:.6g}" for name, value in parts.items())
+        raise NonFiniteLoss(
+            f"training stopped at step {step}: method {method!r} gave a non-finite {' and '.join(bad)} ({shown}); "
+            f"no adapter is saved. The run diverged: lower the learning rate (now {lr:g}), or train in fp32 "
+            "(train.precision: fp32)"
+        )
+
+
 class UnlearningTrainer(Trainer):
     """Hugging Face Trainer whose loss is a method's forget loss plus the weighted retain term; logs the parts."""
 
@@ -177,16 +200,19 @@ class UnlearningTrainer(Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # noqa: ANN001, ANN201
         forget_loss, extras = self.method.forget_loss(model, inputs)
         loss = forget_loss
+        parts = {"forget_loss": float(forget_loss.detach())}
         self._tokens += sum(int(inputs[n]["attention_mask"].sum()) for n in self.method.sequences)
-        self._pending["forget_loss"].append(float(forget_loss.detach()))
         if self.retain_weight:
             batch = _to_device(self.retain[self._micro_step], self.accelerator.device)
             retain_loss = self.method.retain_loss(model, batch)
             loss = loss + self.retain_weight * retain_loss
             self._tokens += int(batch["attention_mask"].sum())
-            self._pending["retain_loss"].append(float(retain_loss.detach()))
-        for key, value in extras.items():
-            self._pending[key].append(float(value))
+            parts["retain_loss"] = float(retain_loss.detach())
+        parts["loss"] = float(loss.detach())
+        check_finite_loss(parts, step=self.state.global_step + 1, method=self.method.name, lr=self.args.learning_rate)
+        for key, value in [*parts.items(), *extras.items()]:
+            if key != "loss":
+                self._pending[key].append(float(value))
         self._micro_step += 1
         return (loss, None) if return_outputs else loss
 
@@ -259,7 +285,14 @@ def add_reference_logprobs(
 
 
 def check_adapter_trained(model: torch.nn.Module) -> None:
-    """Fail when every LoRA B matrix is still exactly zero: the adapter would be a silent no-op."""
+    """Fail when a trained weight is NaN or infinite (a last step that diverged after its finite loss), or when every
+    LoRA B matrix is still exactly zero: the adapter would be a silent no-op."""
+    broken = [n for n, p in model.named_parameters() if p.requires_grad and not bool(torch.isfinite(p).all())]
+    if broken:
+        raise NonFiniteLoss(
+            f"training left non-finite values in {len(broken)} trained weight(s) ({broken[0]}, ...): the last "
+            "optimizer step diverged; no adapter is saved. Lower the learning rate, or train in fp32"
+        )
     b_weights = [p for n, p in model.named_parameters() if "lora_B" in n]
     if not b_weights:
         raise RuntimeError("the model has no LoRA B matrices: no adapter was attached")
@@ -406,8 +439,35 @@ def training_log(history: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     return table.astype({c: "float64" for c in columns if c != "step"}).astype({"step": "int64"})
 
 
-def merge_adapter(model: Any, tokenizer: PreTrainedTokenizerBase, out_dir: str | Path) -> None:
-    """Fold a loaded LoRA adapter into the base weights and save a plain safetensors checkpoint."""
+def untie_adapted_embeddings(model: Any) -> bool:  # noqa: ANN401
+    """Give the output embeddings a weight of their own when the input and output embeddings share one tensor
+    (``tie_word_embeddings``, as SmolLM2 and Gemma do) and the adapter changes either of them.
+
+    The adapter model changes only the layer it targets (a LoRA on ``lm_head`` leaves the input embeddings as they
+    were), but merging writes the delta into the one shared tensor, so both change, and a reload re-ties them:
+    the merged checkpoint then answers differently from the adapter it came from (PEFT warns of this, see
+    huggingface/peft#2777). Untying first (and saving ``tie_word_embeddings: false``) keeps them equal. Returns
+    whether it untied; a model whose tied embeddings carry no adapter stays tied (no second copy is saved).
+    """
+    base = model.get_base_model()
+    output, inputs = base.get_output_embeddings(), base.get_input_embeddings()
+    if output is None or inputs is None or not any(hasattr(m, "base_layer") for m in (output, inputs)):
+        return False
+    out_layer, in_layer = getattr(output, "base_layer", output), getattr(inputs, "base_layer", inputs)
+    if out_layer.weight is not in_layer.weight:
+        return False
+    out_layer.weight = torch.nn.Parameter(out_layer.weight.detach().clone(), requires_grad=False)
+    for config in {id(c): c for c in (base.config, base.config.get_text_config())}.values():
+        config.tie_word_embeddings = False
+    log.info("the adapter changes a tied embedding: the merged model gets separate input and output embeddings")
+    return True
+
+
+def merge_adapter(model: Any, tokenizer: PreTrainedTokenizerBase, out_dir: str | Path) -> None:  # noqa: ANN401
+    """Fold a loaded LoRA adapter into the base weights and save a plain safetensors checkpoint whose logits equal
+    the adapter model's (tied embeddings that the adapter changes are untied first: :func:`untie_adapted_embeddings`).
+    """
+    untie_adapted_embeddings(model)
     merged = model.merge_and_unload()
     merged.save_pretrained(str(out_dir), safe_serialization=True)
     tokenizer.save_pretrained(str(out_dir))
