@@ -79,6 +79,63 @@ def test_batched_generation_matches_one_at_a_time(tiny_manifest: Manifest) -> No
     assert batched == single
 
 
+def mixed_length_prompts(tokenizer, n: int = 64) -> list[str]:  # noqa: ANN001
+    """``n`` chat prompts from 1 to about 120 words: a batch of them is mostly left padding for the short ones."""
+    words = [
+        "where",
+        "was",
+        "the",
+        "famous",
+        "scientist",
+        "born",
+        "and",
+        "in",
+        "which",
+        "year",
+        "did",
+        "the",
+        "family",
+        "move",
+        "to",
+        "the",
+        "capital",
+    ]
+    questions = [" ".join(words[: 1 + (7 * i) % len(words)] * (1 + i % 8)) + "?" for i in range(n)]
+    return [build_prompt(tokenizer, q) for q in questions]
+
+
+def test_greedy_answers_do_not_depend_on_the_batch_size_in_fp32(tiny_manifest: Manifest) -> None:
+    """Public reports: left-padded rows gave answers that changed with the batch size. Greedy answers in fp32 (the
+    dtype every CPU stage uses) must be the same one prompt at a time and 64 at a time."""
+    model, tokenizer = load_model(tiny_manifest, device=torch.device("cpu"), dtype=torch.float32)
+    prompts = mixed_length_prompts(tokenizer)
+    lengths = [len(tokenizer(p)["input_ids"]) for p in prompts]
+    assert max(lengths) > 4 * min(lengths), "the batch of 64 is mostly padding for its short prompts"
+    batched = generate(model, tokenizer, prompts, max_new_tokens=12, batch_size=64)
+    single = [generate(model, tokenizer, [p], max_new_tokens=12, batch_size=1)[0] for p in prompts]
+    assert batched == single
+    assert all(g.text.strip() for g in batched)
+
+
+def test_bf16_left_padded_batches_give_finite_logits_and_answers(tiny_manifest: Manifest) -> None:
+    """Public reports: fully masked (padding) rows in fp16/bf16 gave NaN logits and empty answers. In bf16 a batch
+    of 64 mixed-length prompts must give finite logits at every real position and a non-empty answer per row;
+    answers may differ from one-at-a-time decoding by bf16 rounding, which is counted, not hidden."""
+    model, tokenizer = load_model(tiny_manifest, device=torch.device("cpu"), dtype=torch.bfloat16)
+    prompts = mixed_length_prompts(tokenizer)
+    tokenizer.padding_side = "left"
+    batch = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+    with torch.no_grad():
+        logits = model(**batch).logits
+    real = batch["attention_mask"].bool()
+    assert torch.isfinite(logits[real]).all(), "NaN or inf logits at a real (not padding) position"
+    batched = generate(model, tokenizer, prompts, max_new_tokens=12, batch_size=64)
+    single = [generate(model, tokenizer, [p], max_new_tokens=12, batch_size=1)[0] for p in prompts]
+    assert all(g.text.strip() for g in batched), "an empty answer in a bf16 batch"
+    differing = sum(b != s for b, s in zip(batched, single, strict=True))
+    assert differing < len(prompts) / 4, f"{differing} of {len(prompts)} bf16 answers depend on the batch"
+
+
 def test_chat_template_missing_is_a_clear_error(tiny_manifest: Manifest) -> None:
     _, tokenizer = load_model(tiny_manifest, device=torch.device("cpu"))
     tokenizer.chat_template = None
