@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import InputError
-from ..data.sources import check_column_mapping, describe, local_header, missing_columns
+from ..data.sources import check_column_mapping, describe, local_content, local_header, missing_columns
 from .settings import expand_unlearn, needs_pairs, unlearn_settings
 
 PERSON_ROLES = ("forget", "retain", "general")
@@ -174,14 +174,26 @@ def check_config(config: Mapping[str, Any]) -> list[str]:
                 check_column_mapping(mapping, f"data.persons.{role}")
             except InputError as exc:
                 errors.append(str(exc))
-            header = local_header(persons[role])
+            where = f"data.persons.{role} ({describe(persons[role])})"
+            try:  # read as the data stage reads it: by its content, whatever its extension says
+                content, header = local_content(persons[role]), local_header(persons[role])
+            except InputError as exc:  # content no reader takes (an Excel workbook, an empty file): named as such
+                errors.append(f"data.persons.{role}: {exc}")
+                continue
+            if content is not None and content.note:
+                warnings.append(f"data.persons.{role}: {content.note}")
             if header is not None:
-                where = f"data.persons.{role} ({describe(persons[role])})"
                 errors += [e for e in (missing_columns(header, mapping, where),) if e]
     try:
         check_column_mapping(config["data"]["truthfulqa"]["columns"], "data.truthfulqa")
     except InputError as exc:
         errors.append(str(exc))
+    try:
+        content = local_content(config["data"]["truthfulqa"])
+        if content is not None and content.note:
+            warnings.append(f"data.truthfulqa: {content.note}")
+    except InputError as exc:
+        errors.append(f"data.truthfulqa: {exc}")
     errors += perturb_problems(config.get("perturb") or {})
     if any_needs_pairs(config):
         errors += [e for e in (pair_source_problem(config.get("perturb") or {}),) if e]

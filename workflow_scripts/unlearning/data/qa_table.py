@@ -10,6 +10,12 @@ Their ``kind`` column (optional; empty or absent means ``qa``) is one of :data:`
 names the question of the person's QA pair the probe tests. Only ``qa`` rows are split and trained on; a probe takes
 the split of the pair it probes (a probe of a held-out fact is held out too), or the set's ``_test`` split when it
 names none. Columns named ``kind`` and ``probe_of`` are picked up without a mapping.
+
+Person names are compared as :func:`person_key` has them, ignoring letter case, spacing and Unicode normalisation:
+``Ada Lovelace`` and ``ada  lovelace``, or ``Zoë`` with a composed or a decomposed ``ë``, are one person. That person
+is split as one, must not be in the forget set and another set at once, and is written to ``qa.parquet`` under one
+spelling: the first seen (forget file first, then retain, then general; top to bottom), spaces collapsed and
+NFC-normalised (:func:`unify_persons`).
 """
 
 from __future__ import annotations
@@ -19,7 +25,9 @@ import hashlib
 import io
 import logging
 import random
+import re
 import tokenize
+import unicodedata
 from collections.abc import Mapping
 from typing import Any
 
@@ -86,6 +94,101 @@ def clean_qa(df: pd.DataFrame, where: str) -> pd.DataFrame:
     return df
 
 
+def person_key(name: str) -> str:
+    """The identity of a person name: Unicode compatibility-normalised (NFKC, so composed and decomposed accents
+    match), case-folded and with runs of whitespace made one space, as Unicode's caseless matching of identifiers
+    does. ``person_key("ADA  Lovelace") == person_key("ada lovelace")``."""
+    folded = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", name).casefold())
+    return " ".join(folded.split())
+
+
+def spelling_difference(a: str, b: str) -> str:
+    """How two spellings of one :func:`person_key` differ, in words: letter case, spacing, Unicode form."""
+    nfkc = lambda text: unicodedata.normalize("NFKC", text)  # noqa: E731
+    ways = []
+    if " ".join(nfkc(a).split()) != " ".join(nfkc(b).split()):
+        ways.append("letter case")
+    if re.split(r"\S+", a) != re.split(r"\S+", b):  # the runs of white space between words (and around them)
+        ways.append("spacing")
+    if " ".join(a.casefold().split()) != " ".join(b.casefold().split()):
+        ways.append("Unicode form (composed vs decomposed accents, or compatibility characters)")
+    return " and ".join(ways) or "nothing"
+
+
+def check_disjoint(
+    tables: Mapping[str, pd.DataFrame], written: Mapping[str, pd.Series], persons: Mapping[str, Any]
+) -> None:
+    """Refuse a person of the forget set who is also in the retain or general set, spelled alike or not
+    (:func:`person_key`). ``written`` holds each set's person cells as written in the file, for the message,
+    which names the other set's spellings, and for spellings that differ, both spellings with their files and data
+    rows and how they differ."""
+    forget = describe(persons["forget"])
+    first: dict[str, int] = {}
+    for i, name in enumerate(tables["forget"]["person"]):
+        first.setdefault(person_key(name), i)
+    for role in ("retain", "general"):
+        if role not in tables:
+            continue
+        where = describe(persons[role])
+        names, variants, seen = set(), [], set()
+        for i, name in enumerate(tables[role]["person"]):
+            key = person_key(name)
+            if key not in first:
+                continue
+            names.add(name)
+            j = first[key]
+            theirs, ours = str(written["forget"].iloc[j]), str(written[role].iloc[i])
+            if ours != theirs and (ours, theirs) not in seen:
+                seen.add((ours, theirs))
+                how = spelling_difference(ours, theirs)
+                show = ascii if "Unicode" in how else repr  # 'Zoe\u0308' and 'Zo\xeb' look alike printed
+                variants.append(
+                    f"{show(ours)} (data row {i + 1} of {where}) is {show(theirs)} (data row {j + 1} of {forget}), "
+                    f"written with another {how}"
+                )
+        if names:
+            message = (
+                f"{where}: person(s) {capped(sorted(names))} are also in the forget set ({forget}); a person is "
+                "either forgotten or retained"
+            )
+            if variants:
+                shown = "; ".join(variants[:3]) + (f"; and {len(variants) - 3} more" if len(variants) > 3 else "")
+                message += f". Names are compared ignoring letter case, spacing and Unicode normalisation: {shown}"
+            raise InputError(message)
+
+
+def unify_persons(
+    tables: Mapping[str, pd.DataFrame], written: Mapping[str, pd.Series], persons: Mapping[str, Any]
+) -> list[str]:
+    """Write every person under one spelling, in place: the first seen of its :func:`person_key` (sets in the order
+    of ``tables``, rows top to bottom), spaces collapsed and NFC-normalised. Returns the notes that name the
+    spellings taken as another (each once, with its first data row)."""
+    canonical: dict[str, tuple[str, str, int]] = {}
+    notes = []
+    for role, df in tables.items():
+        where = describe(persons[role])
+        merged: set[str] = set()
+        spellings = []
+        for i, name in enumerate(df["person"]):
+            key, spelling = person_key(name), unicodedata.normalize("NFC", name)
+            if key not in canonical:
+                canonical[key] = (spelling, where, i)
+            target, source, row = canonical[key]
+            ours = str(written[role].iloc[i])
+            if spelling != target and ours not in merged:
+                merged.add(ours)
+                at = f"data row {row + 1}" + ("" if source == where else f" of {source}")
+                spellings.append(f"{ours!r} (data row {i + 1}) as {target!r} ({at})")
+        df["person"] = [canonical[person_key(name)][0] for name in df["person"]]
+        if spellings:
+            notes.append(
+                f"{where}: {len(spellings)} person name(s) written differently (letter case, spacing or Unicode "
+                f"normalisation) are taken as one person: {'; '.join(spellings[:MAX_NAMES])}"
+                + (f" and {len(spellings) - MAX_NAMES} more" if len(spellings) > MAX_NAMES else "")
+            )
+    return notes
+
+
 def _names(persons: list[str]) -> str:
     shown = ", ".join(persons[:MAX_NAMES])
     return shown + (f" and {len(persons) - MAX_NAMES} more" if len(persons) > MAX_NAMES else "")
@@ -150,7 +253,7 @@ def build_qa(persons: Mapping[str, Any], fraction: float, seed: int, warnings: l
     The split's warnings are logged and appended to ``warnings`` when a list is given (prepare_data stores them in
     the table's metadata, so the report can show them).
     """
-    tables = {}
+    tables, written = {}, {}
     for role in ROLES:
         spec = persons.get(role)
         if spec is None:
@@ -161,18 +264,16 @@ def build_qa(persons: Mapping[str, Any], fraction: float, seed: int, warnings: l
         for column in PROBE_COLUMNS:  # probe columns under their own names need no mapping
             if column not in mapping and column in raw.columns:
                 mapping[column] = column
-        tables[role] = clean_qa(map_columns(raw, mapping, where), where)
+        mapped = map_columns(raw, mapping, where)
+        written[role] = mapped["person"].reset_index(drop=True)
+        tables[role] = clean_qa(mapped, where)
     if "forget" not in tables:
         raise InputError("config key data.persons.forget is required: nothing to forget")
-    forget_people = set(tables["forget"]["person"])
-    for role in ("retain", "general"):
-        if role in tables:
-            both = sorted(forget_people & set(tables[role]["person"]))
-            if both:
-                raise InputError(
-                    f"{describe(persons[role])}: person(s) {capped(both)} are also in the forget set "
-                    f"({describe(persons['forget'])}); a person is either forgotten or retained"
-                )
+    check_disjoint(tables, written, persons)
+    for note in unify_persons(tables, written, persons):
+        log.warning("persons: %s", note)
+        if warnings is not None:
+            warnings.append(note)
     seen: dict[str, str] = {}
     parts = []
     for role, df in tables.items():
