@@ -200,6 +200,68 @@ def test_corpus_bleu_single_pair_equals_sentence_bleu_and_edge_cases():
         corpus_bleu([], [])
 
 
+# Identical answers shorter than 4 tokens. Fixed-order BLEU-4 with smoothing method 1 gave them (p_n = 0.1 for the
+# orders they lack): 1 token (1 * 0.1**3) ** (1/4) ~= 0.178, 2 tokens (0.1**2) ** (1/4) ~= 0.316, 3 tokens
+# 0.1 ** (1/4) ~= 0.562. The order now follows the prediction's length (N = min(4, tokens)), so all score 1.0.
+SHORT_IDENTICAL = ["Jane", "Jane Doe", "Jane A. Doe", "1950", "Paris, France"]
+
+
+@pytest.mark.parametrize("text", SHORT_IDENTICAL)
+def test_identical_short_answers_score_one(text):
+    assert sentence_bleu([text], [text]) == pytest.approx([1.0])
+    assert corpus_bleu([text], [text]) == pytest.approx(1.0)
+
+
+def test_corpus_of_identical_short_answers_scores_one():
+    # NLTK's corpus_bleu(auto_reweigh=True) re-weighs on the *summed* length (here 2 + 2 + 2 = 6 tokens, so not at
+    # all) and gives 3 x "Jane Doe" 0.183; it also counts a 2-token answer as one unmatched 3-gram and 4-gram, so a
+    # short identical answer pooled with a long identical one scored 0.84. Pooled effective order: both are 1.0.
+    assert corpus_bleu(["Jane Doe"] * 3, ["Jane Doe"] * 3) == pytest.approx(1.0)
+    texts = ["Jane", "Jane Doe", "born in Paris", "the cat sat on the mat"]
+    assert corpus_bleu(texts, texts) == pytest.approx(1.0)
+    assert sentence_bleu(texts, texts) == pytest.approx([1.0] * 4)
+
+
+def test_short_partial_matches_score_between_zero_and_one():
+    # "Jane Smith" vs "Jane Doe": N = 2, p1 = 1/2, p2 = 0/1 -> 0.1/1 (method 1), c = r -> BP = 1: sqrt(1/2 * 1/10)
+    assert sentence_bleu(["Jane Smith"], ["Jane Doe"]) == pytest.approx([math.sqrt(0.05)])  # ~= 0.224
+    # shorter prediction, "Jane" vs "Jane Doe": N = 1, p1 = 1, BP = exp(1 - 2/1) = exp(-1) ~= 0.368 (was 0.065)
+    assert sentence_bleu(["Jane"], ["Jane Doe"]) == pytest.approx([math.exp(-1)])
+    # longer prediction, "Jane Doe Smith" vs "Jane Doe": N = 3, p1 = 2/3, p2 = 1/2, p3 = 0/1 -> 0.1 (the reference
+    # has no 3-gram), BP = 1: (2/3 * 1/2 * 1/10) ** (1/3) ~= 0.322 (was 0.240)
+    assert sentence_bleu(["Jane Doe Smith"], ["Jane Doe"]) == pytest.approx([(2 / 3 * 1 / 2 * 1 / 10) ** (1 / 3)])
+    # 4 tokens or more: unchanged fixed order 4. "Jane Doe is her name" vs "Jane Doe": p = 2/5, 1/4, 0.1/3, 0.1/2
+    assert sentence_bleu(["Jane Doe is her name"], ["Jane Doe"]) == pytest.approx(
+        [(2 / 5 * 1 / 4 * 0.1 / 3 * 0.1 / 2) ** 0.25]
+    )
+    partial = sentence_bleu(["Jane Smith", "Jane", "Jane Doe Smith"], ["Jane Doe"] * 3)
+    assert all(0 < score < 1 for score in partial)
+    assert sentence_bleu(["John Smith"], ["Jane Doe"]) == [0.0]
+
+
+def test_corpus_bleu_effective_order_worked_example():
+    # pairs ("Jane Doe" | "Jane Doe") and ("Paris" | "London"): the longest prediction has 2 tokens -> N = 2.
+    # p1 = (2 + 0) / (2 + 1) = 2/3; p2 = (1 + 0) / (1 + 0) = 1 ("Paris" has no bigram and adds nothing to p2);
+    # c = 3 = r -> BP = 1. BLEU = sqrt(2/3 * 1) ~= 0.816.
+    assert corpus_bleu(["Jane Doe", "Paris"], ["Jane Doe", "London"]) == pytest.approx(math.sqrt(2 / 3))
+
+
+@pytest.mark.parametrize(
+    ("prediction", "reference"),
+    [
+        ("Jane", "Jane Doe"),
+        ("Jane Doe Smith", "Jane Doe"),
+        ("Jane Doe is her name", "Jane Doe"),
+        ("the the the", "the cat"),
+        ("the cat sat on the mat", "the cat sat on the red mat"),
+        ("她出生于上海。", "她出生于北京。"),
+        ("a b a b c", "a b a b"),
+    ],
+)
+def test_corpus_bleu_of_one_pair_is_its_sentence_bleu(prediction, reference):
+    assert corpus_bleu([prediction], [reference]) == pytest.approx(sentence_bleu([prediction], [reference])[0])
+
+
 def test_bleu_length_mismatch():
     with pytest.raises(ValueError, match=r"1 predictions vs 2 references"):
         sentence_bleu(["a"], ["a", "b"])

@@ -192,7 +192,8 @@ METRICS: tuple[Metric, ...] = (
         _A,
         "knowledge",
         "Papineni et al. 2002; NLTK",
-        "NLTK corpus BLEU-4, smoothing method 1, on the same tokens unstemmed",
+        "BLEU up to 4-grams, the order capped by each answer's length (effective order), counts pooled over the "
+        "split; smoothing method 1, on the same tokens unstemmed",
         aggregate=_corpus_bleu,
     ),
     Metric(
@@ -201,7 +202,8 @@ METRICS: tuple[Metric, ...] = (
         _A,
         "knowledge",
         "Papineni et al. 2002; NLTK",
-        "mean NLTK sentence BLEU-4 (smoothing method 1)",
+        "mean NLTK sentence BLEU up to 4-grams with auto_reweigh (order capped by the answer's length), "
+        "smoothing method 1",
         aggregate=mean_of("bleu"),
     ),
     Metric(

@@ -30,8 +30,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 from nltk.stem.porter import PorterStemmer
-from nltk.translate.bleu_score import SmoothingFunction
-from nltk.translate.bleu_score import corpus_bleu as _nltk_corpus_bleu
+from nltk.translate.bleu_score import SmoothingFunction, brevity_penalty, closest_ref_length, modified_precision
 from nltk.translate.bleu_score import sentence_bleu as _nltk_sentence_bleu
 from rouge_score.rouge_scorer import RougeScorer
 from rouge_score.tokenizers import Tokenizer
@@ -39,7 +38,8 @@ from rouge_score.tokenizers import Tokenizer
 from ..core.errors import InputError
 
 ROUGE_COLUMNS = ("rougeL_f1", "rougeL_recall", "rouge1_f1")
-BLEU_WEIGHTS = (0.25, 0.25, 0.25, 0.25)
+BLEU_MAX_ORDER = 4
+BLEU_WEIGHTS = (0.25, 0.25, 0.25, 0.25)  # uniform over orders 1-4; NLTK re-weighs exactly this tuple (auto_reweigh)
 # Scripts written without spaces between words: each character is a token (code point ranges, inclusive).
 UNSPACED_SCRIPTS = (
     (0x0E00, 0x0EFF),  # Thai, Lao
@@ -153,12 +153,23 @@ def rouge(predictions: Sequence[str], references: Sequence[str]) -> pd.DataFrame
 
 
 def sentence_bleu(predictions: Sequence[str], references: Sequence[str]) -> list[float]:
-    """Return smoothed 4-gram BLEU for each prediction against its single reference.
+    """Return smoothed BLEU for each prediction against its single reference, up to 4-grams but never beyond the
+    prediction's length, so that a prediction identical to its reference scores 1.0 however short it is.
 
-    Uses NLTK's ``sentence_bleu`` with uniform weights and smoothing method 1 (a small epsilon for n-gram
-    orders with no match), because unsmoothed BLEU is 0 for almost any short answer lacking a 4-gram match and
-    would hide gradual forgetting. An empty prediction scores 0.0. Note that identical texts shorter than 4
-    tokens score below 1.0, since they have no 4-grams at all.
+    BLEU (Papineni et al. 2002) is the geometric mean of the modified n-gram precisions p_1..p_N times the brevity
+    penalty ``BP = exp(1 - r/c)`` when the prediction (c tokens) is shorter than the reference (r tokens), else 1.
+    With the usual N = 4 an answer of fewer than 4 tokens has no 4-gram at all, so "Jane Doe" against "Jane Doe"
+    used to score 0.316 (p_3 and p_4 smoothed to 0.1). Here N = min(4, c): NLTK's ``sentence_bleu`` with
+    ``auto_reweigh=True`` (uniform weights over the orders the prediction has), which for one sentence is
+    sacrebleu's ``effective_order=True`` (Post 2018). Orders up to N that have no match are smoothed by NLTK's
+    method 1 (Chen & Cherry 2014: a zero match count becomes epsilon = 0.1), because unsmoothed BLEU is 0 for any
+    short answer lacking a 4-gram match and would hide gradual forgetting.
+
+    Length cases: a prediction *shorter* than its reference is scored on its own orders and pays the brevity penalty
+    ("Jane" vs "Jane Doe": p_1 = 1, BP = exp(1 - 2/1) ~= 0.368). A prediction *longer* than a short reference keeps
+    the orders it has, and those the reference lacks count as misses ("Jane Doe Smith" vs "Jane Doe": N = 3,
+    p = 2/3, 1/2, 0.1/1 -> 0.322; "Jane Doe is her name" vs "Jane Doe": N = 4 -> 0.114): extra words lower precision,
+    as in BLEU proper. An empty prediction scores 0.0.
     """
     _check_pairs(predictions, references)
     scores = []
@@ -168,7 +179,11 @@ def sentence_bleu(predictions: Sequence[str], references: Sequence[str]) -> list
             scores.append(0.0)
             continue
         score = _nltk_sentence_bleu(
-            [tokenize(reference)], hypothesis, weights=BLEU_WEIGHTS, smoothing_function=_SMOOTHING
+            [tokenize(reference)],
+            hypothesis,
+            weights=BLEU_WEIGHTS,
+            smoothing_function=_SMOOTHING,
+            auto_reweigh=True,
         )
         scores.append(float(score))
     return scores
@@ -177,19 +192,40 @@ def sentence_bleu(predictions: Sequence[str], references: Sequence[str]) -> list
 def corpus_bleu(predictions: Sequence[str], references: Sequence[str]) -> float:
     """Return corpus-level BLEU, pooling n-gram matches and lengths over all pairs before combining them.
 
-    This is the standard BLEU definition and is not the mean of :func:`sentence_bleu`: long sentences weigh
-    more and the brevity penalty applies to total length. Same tokenisation and smoothing as the sentence
-    variant. An empty corpus is refused, since 0.0 would read as "nothing matched".
+    This is the standard corpus BLEU (Papineni et al. 2002, section 2.2) and is not the mean of
+    :func:`sentence_bleu`: long sentences weigh more and the brevity penalty applies to total lengths. The order
+    follows the text as in :func:`sentence_bleu`: N = min(4, longest prediction in tokens), i.e. the orders for which
+    the corpus has any prediction n-gram (sacrebleu's ``effective_order``, Post 2018); a prediction shorter than n
+    adds nothing to p_n. A corpus of identical answers therefore scores 1.0 whatever their lengths, and a corpus of
+    one pair scores exactly its :func:`sentence_bleu`. Same tokens and smoothing (method 1) as the sentence form.
+
+    NLTK's own ``corpus_bleu`` is not used: its ``auto_reweigh`` looks at the *summed* prediction length (three
+    identical 2-word answers have 6 tokens, so no re-weighing and 0.183), and its ``modified_precision`` counts at
+    least one n-gram for a prediction shorter than n (so "Jane Doe" pooled with a longer identical answer still
+    lowers p_3 and p_4). The matches (clipped counts), closest reference length and brevity penalty are NLTK's.
+    An empty corpus is refused, since 0.0 would read as "nothing matched".
     """
     _check_pairs(predictions, references)
     if len(predictions) == 0:
         raise InputError("corpus_bleu needs at least one prediction/reference pair, got none")
-    hypotheses = [tokenize(prediction) for prediction in predictions]
-    list_of_references = [[tokenize(reference)] for reference in references]
-    if not any(hypotheses):
+    matches = [0] * BLEU_MAX_ORDER
+    totals = [0] * BLEU_MAX_ORDER
+    hyp_length = ref_length = 0
+    for prediction, reference in zip(predictions, references, strict=True):
+        hypothesis, ref_tokens = tokenize(prediction), tokenize(reference)
+        for n in range(1, min(BLEU_MAX_ORDER, len(hypothesis)) + 1):
+            matches[n - 1] += modified_precision([ref_tokens], hypothesis, n).numerator  # clipped, not reduced
+            totals[n - 1] += len(hypothesis) - n + 1
+        hyp_length += len(hypothesis)
+        ref_length += closest_ref_length([ref_tokens], len(hypothesis))
+    if matches[0] == 0:  # no prediction token matches (or every prediction is empty)
         return 0.0
-    score = _nltk_corpus_bleu(list_of_references, hypotheses, weights=BLEU_WEIGHTS, smoothing_function=_SMOOTHING)
-    return float(score)
+    order = sum(1 for total in totals if total > 0)
+    epsilon = SmoothingFunction().epsilon  # method 1: a zero match count becomes epsilon
+    log_precision = sum(
+        math.log((matched or epsilon) / total) for matched, total in zip(matches[:order], totals[:order], strict=True)
+    )
+    return float(brevity_penalty(ref_length, hyp_length) * math.exp(log_precision / order))
 
 
 def is_degenerate(text: str) -> bool:
