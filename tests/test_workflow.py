@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import yaml
 
@@ -84,6 +86,34 @@ def test_slurm_profile_plans_the_study_with_its_resources(tmp_path: Path) -> Non
         assert "slurm_partition=gpu" in block and "gpu=1" in block and re.search(r"runtime=(360|480)", block)
 
 
+SUBMITTED_RULES = ("perturb", "unlearn", "generate", "score", "merge_adapter")  # every rule but the localrules
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [(), ("--default-resources", "mem_mb=1234", "runtime=5"), ("results/unlearn/smollm2/npo/merged",)],
+    ids=["profile alone", "--default-resources on the command line", "merge_adapter"],
+)
+def test_slurm_profile_keeps_partition_and_account_of_every_submitted_job(
+    extra: tuple[str, ...], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """snakemake #3429: `--default-resources` on the command line replaces the profile's whole `default-resources`
+    block. When the profile kept the account there, the command above dropped it from every job, silently. Every
+    job the profile submits (everything but the localrules) must keep its partition and account."""
+    monkeypatch.setenv("UNLEARNING_SLURM_ACCOUNT", "acct_x")
+    monkeypatch.setenv("UNLEARNING_SLURM_GPU_PARTITION", "gpu_x")
+    monkeypatch.setenv("UNLEARNING_SLURM_PARTITION", "cpu_x")
+    profile = ("--workflow-profile", str(ROOT / "profiles" / "slurm"))
+    out = snakemake("-n", "--directory", str(tmp_path), *profile, *extra)
+    jobs = re.findall(r"^rule (\w+):\n(?:    .*\n)*?    resources: ([^\n]*)", out.stdout, flags=re.M)
+    submitted = [(rule, res) for rule, res in jobs if rule in SUBMITTED_RULES]
+    planned = {rule for rule, _ in submitted}
+    assert planned == ({"merge_adapter"} if "merged" in " ".join(extra) else set(SUBMITTED_RULES) - {"merge_adapter"})
+    for rule, resources in submitted:
+        partition = "cpu_x" if rule == "merge_adapter" else "gpu_x"
+        assert f"slurm_partition={partition}" in resources and "slurm_account=acct_x" in resources, (rule, resources)
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
@@ -149,6 +179,11 @@ def e2e(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple
     return workdir, config
 
 
+def null_inside(dtype: pa.DataType) -> bool:
+    """Whether an Arrow type is ``null`` or nests one (a list of nulls, a struct with a null field)."""
+    return pa.types.is_null(dtype) or any(null_inside(dtype.field(i).type) for i in range(dtype.num_fields))
+
+
 @pytest.mark.slow
 def test_end_to_end_run_writes_every_artifact(e2e: tuple[Path, dict]) -> None:
     workdir, _ = e2e
@@ -189,6 +224,14 @@ def test_end_to_end_run_writes_every_artifact(e2e: tuple[Path, dict]) -> None:
     html = (results / "report" / "report.html").read_text()
     assert "data:image/png;base64," in html and (results / "report" / "report.md").is_file()
     assert list((results / "benchmarks").rglob("*.tsv")), "heavy jobs write benchmark files"
+    # every table keeps its contract's Arrow types, also one with no rows (operating_points without a sweep): a
+    # null-typed column would clash with the same file of another run when a user unions them (Polars, DuckDB)
+    written = sorted(results.rglob("*.parquet"))
+    assert results / "score" / "operating_points.parquet" in written and len(written) >= 10
+    for path in written:
+        schema = pq.read_schema(path)
+        untyped = [f.name for f in schema if null_inside(f.type)]
+        assert untyped == [], f"{path.relative_to(results)}: column(s) {untyped} of Arrow type null"
 
 
 def planned_outputs(output: str) -> set[str]:

@@ -4,6 +4,11 @@ Every artifact of the DAG is a Parquet file that a user may open on their own, s
 wrote it, the config slice it depends on (as JSON and as a hash), the run's seed and the library versions. Writes
 go to a temporary file in the same folder and are renamed into place, so an interrupted job never leaves a file
 that looks finished; reads fail loudly on a truncated or foreign file instead of returning an empty table.
+
+Writes also refuse a column whose Arrow type is (or contains) ``null``: pandas stores an empty or all-missing
+column of Python objects as ``object``, which pyarrow can only type as ``null``, so a table that happens to have no
+rows would reach the user with ``Null`` columns (Polars) that clash with the same table's real types when unioned
+(Polars ``concat``, DuckDB ``UNION``). Every writer must give its columns explicit dtypes instead.
 """
 
 from __future__ import annotations
@@ -37,6 +42,10 @@ TRACKED_LIBRARIES = (
     "nltk",
     "snakemake",
 )
+#: The pandas dtype for text columns. pandas 3 infers ``str`` for text (stored as Arrow ``large_string``) and keeps
+#: it on an empty column; pandas 2 infers ``object``, which pyarrow can only type as ``null`` when the column is empty
+#: or all missing, so its nullable ``string`` dtype stands in there.
+TEXT_DTYPE = "str" if int(pd.__version__.split(".")[0]) >= 3 else "string"
 
 
 def canonical_json(value: Any) -> str:
@@ -60,6 +69,23 @@ def library_versions(names: Iterable[str] = TRACKED_LIBRARIES) -> dict[str, str]
     return versions
 
 
+def typed_frame(rows: Iterable[Any], dtypes: Mapping[str, Any]) -> pd.DataFrame:
+    """A table of ``rows`` (records or sequences) with exactly the columns and dtypes of ``dtypes``, also with no
+    rows, so that an empty table is written with the same Arrow types as a full one."""
+    return pd.DataFrame(list(rows), columns=list(dtypes)).astype(dict(dtypes))
+
+
+def null_typed_columns(schema: pa.Schema) -> list[str]:
+    """Names of the columns whose Arrow type is ``null`` or nests one (a list of nulls, a struct with a null field)."""
+
+    def has_null(dtype: pa.DataType) -> bool:
+        if pa.types.is_null(dtype):
+            return True
+        return any(has_null(dtype.field(i).type) for i in range(dtype.num_fields))
+
+    return [field.name for field in schema if has_null(field.type)]
+
+
 def write_parquet(
     df: pd.DataFrame,
     path: str | os.PathLike,
@@ -69,10 +95,20 @@ def write_parquet(
     seed: int | None = None,
     extra: Mapping[str, Any] | None = None,
 ) -> Path:
-    """Write ``df`` to ``path`` atomically, with provenance metadata under the ``unlearning.`` prefix."""
+    """Write ``df`` to ``path`` atomically, with provenance metadata under the ``unlearning.`` prefix.
+
+    Raises ``TypeError`` (naming ``path`` and the columns) and writes nothing if a column would be stored with the
+    Arrow type ``null`` (see the module docstring): that is a writer that forgot its dtypes, not a user error.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     table = pa.Table.from_pandas(df, preserve_index=False)
+    untyped = null_typed_columns(table.schema)
+    if untyped:
+        raise TypeError(
+            f"{path}: refusing to write column(s) {untyped} of Arrow type null (empty or all-missing columns of "
+            "dtype object); give them an explicit dtype so the file keeps its types when it has no rows"
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
     meta = dict(table.schema.metadata or {})
     fields = {
         "stage": stage,

@@ -32,22 +32,25 @@ import pandas as pd
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from ..core.errors import InputError
+from ..core.parquet_io import TEXT_DTYPE, typed_frame
 from ..data.sources import load_local
 from ..inference.generation import generate
 from ..inference.prompting import build_prompt
 
 log = logging.getLogger(__name__)
-PERTURBATION_COLUMNS = [
-    "source_id",
-    "question",
-    "answer",
-    "perturbed",
-    "kind",
-    "perturber",
-    "template_hash",
-    "seed",
-    "round",
-]
+#: The perturbation table's columns and dtypes, kept when it has no rows (no perturber, every candidate rejected)
+PERTURBATION_DTYPES = {
+    "source_id": TEXT_DTYPE,
+    "question": TEXT_DTYPE,
+    "answer": TEXT_DTYPE,
+    "perturbed": TEXT_DTYPE,
+    "kind": TEXT_DTYPE,
+    "perturber": TEXT_DTYPE,
+    "template_hash": TEXT_DTYPE,
+    "seed": "int64",
+    "round": "int64",
+}
+PERTURBATION_COLUMNS = list(PERTURBATION_DTYPES)
 REJECT_REASONS = ("empty", "meta_answer", "not_an_answer", "duplicate", "wrong_type", "too_long", "too_close")
 # list markers and labels that announce a *wrong* answer are stripped; "Correct answer: ..." is not (it is the truth)
 _PREFIX = re.compile(
@@ -359,7 +362,7 @@ def perturb_with_model(
                     rnd,
                 ]
             )
-    table = pd.DataFrame(rows, columns=PERTURBATION_COLUMNS)
+    table = typed_frame(rows, PERTURBATION_DTYPES)
     rejected = sum((f.rejected for f in filters.values()), Counter())
     offered = sum(len(f.accepted) for f in filters.values()) + sum(rejected.values())
     none = sorted(qid for qid, f in filters.items() if not f.accepted)
@@ -459,7 +462,7 @@ def perturb_from_file(
         for qid, f in filters.items()
         for wrong in f.accepted
     ]
-    table = pd.DataFrame(rows, columns=PERTURBATION_COLUMNS)
+    table = typed_frame(rows, PERTURBATION_DTYPES)
     rejected = sum((f.rejected for f in filters.values()), Counter())
     covered = set(table["source_id"])
     uncovered = [qid for qid in forget["id"] if qid not in covered]
@@ -499,9 +502,8 @@ def combine(premade: PerturbResult, filled: PerturbResult) -> PerturbResult:
 
 
 def empty_table() -> pd.DataFrame:
-    return pd.DataFrame(
-        {c: pd.Series(dtype="int64" if c in ("seed", "round") else "object") for c in PERTURBATION_COLUMNS}
-    )
+    """The perturbation table with no rows, with the columns and dtypes of :data:`PERTURBATION_DTYPES`."""
+    return typed_frame([], PERTURBATION_DTYPES)
 
 
 def forget_questions(qa: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -22,9 +22,23 @@ from collections.abc import Mapping
 
 import pandas as pd
 
+from ..core.parquet_io import TEXT_DTYPE, typed_frame
+
 SELECTION_SPLITS = ("forget_train", "retain_train", "general_train")
 DAMAGE_SPLITS = ("retain_train", "general_train")
-SWEEP_COLUMNS = ["model", "sweep", "entry", "forgetting", "damage", "within_bound", "pareto", "chosen"]
+#: The table's contract: these columns with these dtypes, also when there is no sweep and the table has no rows
+#: (Arrow: large_string, double, bool), so it unions with a sweep's table in Polars or DuckDB.
+SWEEP_DTYPES = {
+    "model": TEXT_DTYPE,
+    "sweep": TEXT_DTYPE,
+    "entry": TEXT_DTYPE,
+    "forgetting": "float64",
+    "damage": "float64",
+    "within_bound": "bool",
+    "pareto": "bool",
+    "chosen": "bool",
+}
+SWEEP_COLUMNS = list(SWEEP_DTYPES)
 
 
 def relative_drop(base: float, value: float) -> float:
@@ -58,6 +72,7 @@ def sweep_table(
     ``summary`` is the long table (``model, variant, split, subset, metric, value``); only its
     :data:`SELECTION_SPLITS` rows are read. ``sweeps`` maps each entry to its sweep (``settings.sweep_of``); entries
     that are their own sweep (no grid) are left out. A sweep with no entry within the bound has no chosen entry.
+    Without any sweep the table has no rows but keeps the dtypes of :data:`SWEEP_DTYPES`.
     """
     side = summary[summary["split"].isin(SELECTION_SPLITS)]
     if "subset" not in side.columns:
@@ -82,13 +97,13 @@ def sweep_table(
                     "damage": max(damages) if damages else math.nan,
                 }
             )
-    table = pd.DataFrame(rows, columns=SWEEP_COLUMNS[:5])
+    table = typed_frame(rows, {c: SWEEP_DTYPES[c] for c in SWEEP_COLUMNS[:5]})
     table["within_bound"] = table["damage"] <= max_damage
-    table["pareto"] = [_on_front(table, row) for row in table.itertuples()]
+    table["pareto"] = pd.Series([_on_front(table, row) for row in table.itertuples()], index=table.index, dtype=bool)
     table["chosen"] = False
     for _, group in table[table["within_bound"] & table["forgetting"].notna()].groupby(["model", "sweep"]):
         table.loc[group["forgetting"].idxmax(), "chosen"] = True
-    return table[SWEEP_COLUMNS]
+    return table[SWEEP_COLUMNS].astype(SWEEP_DTYPES)
 
 
 def _on_front(table: pd.DataFrame, row: object) -> bool:
