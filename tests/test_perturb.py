@@ -225,3 +225,23 @@ def test_premade_json_and_no_match(tmp_path: Path) -> None:
     path.write_text(json.dumps([{"question": "Unrelated?", "correct_answer": "x", "wrong_answers": ["y"]}]))
     with pytest.raises(InputError, match="matches a question to perturb"):
         perturb_from_file(path, forget, forget.iloc[0:0], seed=0)
+
+
+def test_premade_file_is_read_by_its_content_whatever_its_extension(tmp_path: Path) -> None:
+    """JSON Lines in a `.json` file failed with "not a UTF-8 JSON file"; rows of CSV in a `.json` likewise. Both
+    forms are read as their content is; a file of neither form names the columns it expected."""
+    forget = forget_set()
+    records = [{"question": "where was PERSON 0 born", "correct_answer": "London", "wrong_answers": ["Paris", "Rome"]}]
+    jsonl = tmp_path / "wrong.json"
+    jsonl.write_text("\n".join(json.dumps(r) for r in records * 2) + "\n")
+    result = perturb_from_file(jsonl, forget, forget.iloc[0:0], seed=0)
+    assert list(result.table["perturbed"]) == ["Paris", "Rome"]
+    rows = tmp_path / "rows.json"
+    rows.write_text(
+        "question,answer,is_correct\nwhere was PERSON 0 born,London,True\nwhere was PERSON 0 born,Oslo,False\n"
+    )
+    assert list(perturb_from_file(rows, forget, forget.iloc[0:0], seed=0).table["perturbed"]) == ["Oslo"]
+    other = tmp_path / "other.csv"
+    other.write_text("question,reply\nwhere was PERSON 0 born,Oslo\n")
+    with pytest.raises(InputError, match=r"missing column\(s\) \['answer', 'is_correct'\]"):
+        perturb_from_file(other, forget, forget.iloc[0:0], seed=0)

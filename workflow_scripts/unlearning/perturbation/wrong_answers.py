@@ -19,7 +19,6 @@ phrase, holds every key fact or every fact word of it, or its fact words match t
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import re
 from collections import Counter
@@ -387,24 +386,23 @@ def perturb_with_model(
 
 
 def _read_premade(path: Path) -> list[tuple[str, str | None, str]]:
-    """(question, correct answer or None, wrong answer) triples from the two supported pre-made formats."""
-    if path.suffix.lower() == ".json":
-        try:
-            items = json.loads(path.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise InputError(f"{path}: not a UTF-8 JSON file ({exc})") from exc
-        if not isinstance(items, list):
-            raise InputError(f"{path}: expected a JSON list of {{question, correct_answer, wrong_answers}}")
+    """(question, correct answer or None, wrong answer) triples from the two supported pre-made formats, read by
+    content whatever the extension (:func:`unlearning.data.sources.load_local`): records with ``question,
+    correct_answer, wrong_answers`` (a list; a JSON list or JSON Lines), or rows ``question, answer, is_correct``."""
+    df = load_local(path)
+    if "wrong_answers" in df.columns:
         out = []
-        for i, item in enumerate(items):
-            if not isinstance(item, dict) or "question" not in item or not isinstance(item.get("wrong_answers"), list):
+        for i, item in enumerate(df.to_dict("records")):
+            if "question" not in item or not isinstance(item.get("wrong_answers"), list):
                 raise InputError(f"{path}: item {i}: expected keys question, correct_answer, wrong_answers (a list)")
             out += [(str(item["question"]), item.get("correct_answer"), str(w)) for w in item["wrong_answers"]]
         return out
-    df = load_local(path)
     missing = [c for c in ("question", "answer", "is_correct") if c not in df.columns]
     if missing:
-        raise InputError(f"{path}: missing column(s) {missing}; expected question, answer, is_correct")
+        raise InputError(
+            f"{path}: missing column(s) {missing}; expected question, answer, is_correct (rows) or question, "
+            "correct_answer, wrong_answers (records)"
+        )
     wrong = df[~df["is_correct"].astype(str).str.lower().isin(["true", "1"])]
     return [(str(q), None, str(a)) for q, a in zip(wrong["question"], wrong["answer"], strict=True)]
 
