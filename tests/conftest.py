@@ -179,20 +179,24 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, smollm2_tokenizer_d
     return build_tiny_model(tmp_path_factory.mktemp("tiny_llama"), smollm2_tokenizer_dir)
 
 
-@pytest.fixture(scope="session")
-def tiny_manifest(tiny_model_dir: Path):
+def local_manifest(name: str, path: Path):  # noqa: ANN201
+    """The manifest of a checkpoint folder used in place."""
     from unlearning.models.checkpoints import Manifest
 
-    return Manifest(name="tiny", path=str(tiny_model_dir), source="local")
+    return Manifest(name=name, path=str(path), source="local")
+
+
+@pytest.fixture(scope="session")
+def tiny_manifest(tiny_model_dir: Path):
+    return local_manifest("tiny", tiny_model_dir)
 
 
 @pytest.fixture(scope="session")
 def tiny_tied_manifest(tmp_path_factory: pytest.TempPathFactory, smollm2_tokenizer_dir: Path):
     """The tiny Llama with tied input and output embeddings."""
-    from unlearning.models.checkpoints import Manifest
-
-    path = build_tiny_model(tmp_path_factory.mktemp("tiny_tied_llama"), smollm2_tokenizer_dir, tied=True)
-    return Manifest(name="tiny_tied", path=str(path), source="local")
+    return local_manifest(
+        "tiny_tied", build_tiny_model(tmp_path_factory.mktemp("tiny_tied_llama"), smollm2_tokenizer_dir, tied=True)
+    )
 
 
 @pytest.fixture
@@ -209,9 +213,7 @@ def tiny_gemma3_dir(tmp_path_factory: pytest.TempPathFactory, smollm2_tokenizer_
 
 @pytest.fixture(scope="session")
 def tiny_gemma3_manifest(tiny_gemma3_dir: Path):
-    from unlearning.models.checkpoints import Manifest
-
-    return Manifest(name="tiny_gemma3", path=str(tiny_gemma3_dir), source="local")
+    return local_manifest("tiny_gemma3", tiny_gemma3_dir)
 
 
 @pytest.fixture(scope="session")
