@@ -162,3 +162,84 @@ def test_packed_training_gives_the_logits_and_gradients_of_the_plain_forward(
     assert len(packed_grads) == len(plain_grads) > 0
     for packed, plain in zip(packed_grads, plain_grads, strict=True):
         torch.testing.assert_close(packed, plain, atol=1e-5, rtol=1e-3)
+
+
+def lora_model(manifest: Manifest, dtype: torch.dtype = torch.float32, targets: str | list[str] = "all-linear"):  # noqa: ANN201
+    """A model with a random (non-zero) LoRA adapter, as an unlearned variant is loaded."""
+    from peft import LoraConfig, get_peft_model
+
+    model, tokenizer = load_model(manifest, device=torch.device("cpu"), dtype=dtype)
+    torch.manual_seed(0)
+    lora = LoraConfig(r=4, lora_alpha=8, target_modules=targets, init_lora_weights=False)  # scale 2, as the default
+    return get_peft_model(model, lora).eval(), tokenizer
+
+
+def test_a_merged_adapter_gives_the_adapters_logits_and_answers_and_is_unmerged_after(tiny_manifest: Manifest) -> None:
+    """generate and score run an unlearned variant on its adapter merged into the float32 weights (PEFT's LoRA
+    layers cost two more products and Python dispatch per layer and token): same logits within float32 rounding,
+    same greedy answers, and the adapter as it was afterwards."""
+    from unlearning.models.adapters import merged_for_inference
+
+    model, tokenizer = lora_model(tiny_manifest)
+    prompts = [build_prompt(tokenizer, q) for q in QUESTIONS]
+    ids = tokenizer(prompts[1], return_tensors="pt", add_special_tokens=False)["input_ids"]
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    with torch.no_grad():
+        expected = model(input_ids=ids).logits
+        answers = generate(model, tokenizer, prompts, max_new_tokens=8, batch_size=3)
+        with merged_for_inference(model) as merged:
+            assert merged
+            assert torch.allclose(model(input_ids=ids).logits, expected, atol=1e-5)
+            assert generate(model, tokenizer, prompts, max_new_tokens=8, batch_size=3) == answers
+        assert torch.allclose(model(input_ids=ids).logits, expected, atol=1e-5)
+    for name, param in model.named_parameters():
+        assert torch.allclose(param, before[name], atol=1e-6), f"{name} not restored"
+
+
+@pytest.mark.parametrize("case", ["bf16 weights", "an adapter on the tied embeddings", "no adapter"])
+def test_no_merge_where_the_merged_model_would_differ(
+    case: str, tiny_manifest: Manifest, tiny_tied_manifest: Manifest
+) -> None:
+    """bf16 cannot hold most LoRA deltas (its rounding step is 2^-8 of a weight), and merging into a tied embedding
+    changes both tied layers: the adapter then runs unmerged, untouched."""
+    from unlearning.models.adapters import merged_for_inference
+
+    if case == "bf16 weights":
+        model, _ = lora_model(tiny_manifest, dtype=torch.bfloat16)
+    elif case == "an adapter on the tied embeddings":
+        model, _ = lora_model(tiny_tied_manifest, targets=["q_proj", "lm_head"])
+    else:
+        model, _ = load_model(tiny_manifest, device=torch.device("cpu"))
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    with merged_for_inference(model) as merged:
+        assert not merged
+        assert all(torch.equal(p, before[n]) for n, p in model.named_parameters())
+
+
+def test_scores_of_a_merged_adapter_equal_the_unmerged_ones(
+    tiny_manifest: Manifest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The score stage's per-row values with the adapter merged equal those of the adapter run unmerged."""
+    import contextlib
+
+    import pandas as pd
+
+    from unlearning.inference.prompting import PromptStyle
+    from unlearning.scoring import evaluation
+
+    model, tokenizer = lora_model(tiny_manifest)
+    style = PromptStyle(instruction="Give only one sentence answer.")
+    rows = [(f"{s}-{i}", "Ada", f"{s} question {i}?", f"Answer {i}.", s) for s in ("forget_train", "retain_test")
+            for i in range(3)]  # fmt: skip
+    qa = pd.DataFrame(rows, columns=["id", "person", "question", "answer", "split"])
+    questions = evaluation.evaluation_questions(qa, pd.DataFrame(columns=["id", "question", "best_answer"]))
+    gens = evaluation.answer_questions(model, tokenizer, questions, style, max_new_tokens=6, batch_size=4)
+    wrong = {qid: ["Answer 9.", "Answer 8."] for qid in qa["id"]}
+    no_tqa = pd.DataFrame(columns=["id"])
+    merged = evaluation.score_answers(model, tokenizer, gens, no_tqa, style, batch_size=4, wrong=wrong)
+    monkeypatch.setattr(evaluation, "merged_for_inference", lambda model: contextlib.nullcontext(False))
+    plain = evaluation.score_answers(model, tokenizer, gens, no_tqa, style, batch_size=4, wrong=wrong)
+    numeric = [c for c in plain.columns if pd.api.types.is_float_dtype(plain[c])]
+    assert len(numeric) > 8
+    for column in numeric:
+        assert merged[column].tolist() == pytest.approx(plain[column].tolist(), rel=1e-4, abs=1e-6, nan_ok=True), column

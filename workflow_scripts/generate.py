@@ -13,6 +13,7 @@ smk = snakemake  # noqa: F821 (injected by Snakemake)
 with stage("generate", smk.log) as log:
     from unlearning.core.parquet_io import read_parquet, write_parquet
     from unlearning.inference.prompting import PromptStyle
+    from unlearning.models.adapters import merged_for_inference
     from unlearning.models.checkpoints import Manifest, load_model
     from unlearning.models.devices import pick_device
     from unlearning.scoring.evaluation import answer_questions, evaluation_questions
@@ -24,14 +25,15 @@ with stage("generate", smk.log) as log:
         device=pick_device(requested_gpu=smk.resources.gpu > 0),
     )
     questions = evaluation_questions(read_parquet(smk.input.qa), read_parquet(smk.input.truthfulqa))
-    table = answer_questions(
-        model,
-        tokenizer,
-        questions,
-        PromptStyle(**smk.params.style),
-        max_new_tokens=cfg["max_new_tokens"],
-        batch_size=cfg["batch_size"],
-    )
+    with merged_for_inference(model):
+        table = answer_questions(
+            model,
+            tokenizer,
+            questions,
+            PromptStyle(**smk.params.style),
+            max_new_tokens=cfg["max_new_tokens"],
+            batch_size=cfg["batch_size"],
+        )
     log.info("%d answers, %d new tokens", len(table), int(table["new_tokens"].sum()))
     write_parquet(
         table,

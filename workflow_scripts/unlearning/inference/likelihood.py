@@ -110,7 +110,10 @@ def continuation_logliks(
         # 0 * log 0 is 0 here: a probability that underflows to 0 has log-prob -inf, masked out
         finite_logp = torch.where(probs > 0, logp, torch.zeros_like(logp))
         mean = (probs * finite_logp).sum(-1)
-        var = ((probs * finite_logp.square()).sum(-1) - mean.square()).clamp(min=0.0)
+        # two passes (the deviations from the mean, then their weighted squares): E[x^2] - E[x]^2 cancels in float32
+        # (about 117 - 116.97 for a flat distribution over 49k tokens) and amplified a 1e-6 logit change 400-fold
+        deviation = torch.where(probs > 0, logp - mean[:, None], torch.zeros_like(logp))
+        var = (probs * deviation.square()).sum(-1)
         return LogLik(
             float(lp.sum()),
             len(c),

@@ -21,6 +21,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from ..inference.generation import generate
 from ..inference.likelihood import continuation_logliks
 from ..inference.prompting import PromptStyle, build_prompt, stops_at_newline
+from ..models.adapters import merged_for_inference
 from . import field_scores, metric_registry, metrics
 
 log = logging.getLogger(__name__)
@@ -126,8 +127,10 @@ def score_answers(
 ) -> pd.DataFrame:
     """Per-row scores of one variant's generations.
 
-    Likelihoods are computed under ``model`` as given (the variant); perplexity of the generations under the base
-    model, i.e. with the adapter disabled when ``model`` carries one, so fluency is judged by one fixed judge.
+    Likelihoods are computed under ``model`` as given (the variant; an adapter merged into float32 weights for
+    speed, :func:`unlearning.models.adapters.merged_for_inference`); perplexity of the generations under the base
+    model, i.e. with the adapter disabled when ``model`` carries one (a pass before the merge), so fluency is judged
+    by one fixed judge.
     ``wrong`` (question id -> wrong answers, :func:`unlearning.scoring.field_scores.wrong_answers`) adds the truth-ratio
     and choice columns; every other column of :data:`unlearning.scoring.field_scores.FIELD_COLUMNS` comes from the same
     pass.
@@ -140,20 +143,26 @@ def score_answers(
 
     requests, mc_slices = likelihood_requests(df, prompts, truthfulqa)
     wrong_slices = field_scores.add_wrong_requests(requests, df["id"], prompts, wrong or {})
-    # without an adapter the model is its own fluency judge: its generations join the same pass (sharing prompts)
-    judged_start = len(requests) if not hasattr(model, "disable_adapter") else None
-    if judged_start is not None:
+    judged: list | None = None
+    if hasattr(model, "disable_adapter"):  # the base model judges fluency, before the adapter is merged
+        with model.disable_adapter():
+            judged = continuation_logliks(
+                model, tokenizer, prompts, df["generation"].tolist(), batch_size=batch_size, desc="perplexity"
+            )
+    else:  # without an adapter the model is its own judge: its generations join the same pass (sharing prompts)
+        judged_start = len(requests)
         requests += list(zip(prompts, df["generation"].tolist(), strict=True))
     details = field_scores.wants_details(df["split"]) + [False] * (len(requests) - len(df))
-    lls = continuation_logliks(
-        model,
-        tokenizer,
-        [r[0] for r in requests],
-        [r[1] for r in requests],
-        batch_size=batch_size,
-        desc="likelihood",
-        details=details,
-    )
+    with merged_for_inference(model):
+        lls = continuation_logliks(
+            model,
+            tokenizer,
+            [r[0] for r in requests],
+            [r[1] for r in requests],
+            batch_size=batch_size,
+            desc="likelihood",
+            details=details,
+        )
     df["answer_prob"] = [math.exp(ll.mean) if ll.tokens else math.nan for ll in lls[: len(df)]]
     mc1, mc2 = [], []
     for qid in df["id"]:
@@ -171,13 +180,8 @@ def score_answers(
     df["mc1"], df["mc2"] = mc1, mc2
     df = field_scores.add_field_columns(df, lls[: len(df)], lls, wrong_slices)
 
-    if judged_start is not None:
+    if judged is None:
         judged = lls[judged_start:]
-    else:
-        with model.disable_adapter():
-            judged = continuation_logliks(
-                model, tokenizer, prompts, df["generation"].tolist(), batch_size=batch_size, desc="perplexity"
-            )
     df["perplexity"] = [math.exp(-ll.mean) if ll.tokens else math.nan for ll in judged]
     return df
 

@@ -45,6 +45,7 @@ from ..core.errors import InputError
 from ..core.file_modes import apply_umask
 from ..core.parquet_io import config_hash
 from ..inference.prompting import PromptStyle, build_prompt
+from ..models.adapters import untie_adapted_embeddings
 from ..models.checkpoints import Manifest, load_model
 from ..models.devices import pick_device, training_dtype
 from .layers import decoder_layers
@@ -437,30 +438,6 @@ def training_log(history: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     columns = [*LOG_COLUMNS, *extra]
     table = pd.DataFrame([{c: h.get(c, math.nan) for c in columns} for h in rows], columns=columns)
     return table.astype({c: "float64" for c in columns if c != "step"}).astype({"step": "int64"})
-
-
-def untie_adapted_embeddings(model: Any) -> bool:  # noqa: ANN401
-    """Give the output embeddings a weight of their own when the input and output embeddings share one tensor
-    (``tie_word_embeddings``, as SmolLM2 and Gemma do) and the adapter changes either of them.
-
-    The adapter model changes only the layer it targets (a LoRA on ``lm_head`` leaves the input embeddings as they
-    were), but merging writes the delta into the one shared tensor, so both change, and a reload re-ties them:
-    the merged checkpoint then answers differently from the adapter it came from (PEFT warns of this, see
-    huggingface/peft#2777). Untying first (and saving ``tie_word_embeddings: false``) keeps them equal. Returns
-    whether it untied; a model whose tied embeddings carry no adapter stays tied (no second copy is saved).
-    """
-    base = model.get_base_model()
-    output, inputs = base.get_output_embeddings(), base.get_input_embeddings()
-    if output is None or inputs is None or not any(hasattr(m, "base_layer") for m in (output, inputs)):
-        return False
-    out_layer, in_layer = getattr(output, "base_layer", output), getattr(inputs, "base_layer", inputs)
-    if out_layer.weight is not in_layer.weight:
-        return False
-    out_layer.weight = torch.nn.Parameter(out_layer.weight.detach().clone(), requires_grad=False)
-    for config in {id(c): c for c in (base.config, base.config.get_text_config())}.values():
-        config.tie_word_embeddings = False
-    log.info("the adapter changes a tied embedding: the merged model gets separate input and output embeddings")
-    return True
 
 
 def merge_adapter(model: Any, tokenizer: PreTrainedTokenizerBase, out_dir: str | Path) -> None:  # noqa: ANN401
