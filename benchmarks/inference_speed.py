@@ -4,9 +4,10 @@ one item at a time (how the study generated), on the same model and prompts, wit
 * generation: greedy decoding that drops finished rows (this project), the same without the shared opening (the
   chat template's system turn encoded once per call), ``model.generate`` on the same length-sorted batches (every
   row decoded until the batch's longest answer ends), one prompt at a time;
-* likelihood: the library's batched scoring (which encodes the shared opening once per call and a prompt once for
-  all its continuations), the same without the shared opening, the same batches with no prompt shared (requests
-  split into calls whose prompts are all distinct, no opening shared), one item at a time.
+* likelihood: the library's batched scoring (a batch's requests packed without padding, the shared opening and each
+  prompt once per packed sequence, the LM head on continuation positions only), the same batches padded (nothing
+  packed or shared, the LM head still on continuation positions only), the padded batches with no prompt shared
+  (requests split into calls whose prompts are all distinct), one item at a time.
 """
 
 from __future__ import annotations
@@ -141,9 +142,9 @@ def bench_likelihood(model: Any, tokenizer: Any, requests: list[tuple[str, str]]
     runs = [
         (f"likelihood, batched (batch {batch_size}, {distinct} distinct prompts for {len(prompts)} requests)",
          lambda: score(everything, batch_size)),
-        (f"likelihood, batched (batch {batch_size}), no shared opening",
+        (f"likelihood, batched (batch {batch_size}), padded rows, nothing packed",
          unshared(lambda: score(everything, batch_size))),
-        (f"likelihood, batched (batch {batch_size}), no prompt shared, no shared opening", unshared(distinct_prompts)),
+        (f"likelihood, batched (batch {batch_size}), padded rows, no prompt shared", unshared(distinct_prompts)),
         ("likelihood, one item at a time (baseline)", lambda: [score([i], 1)[0] for i in everything]),
     ]  # fmt: skip
     rows, outs = zip(*(timed(label, run, count) for label, run in runs), strict=True)

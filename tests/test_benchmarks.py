@@ -280,7 +280,7 @@ def test_inference_rows_on_the_tiny_model(tiny_manifest) -> None:  # noqa: ANN00
     assert all(r["identical_outputs"] == 1.0 and r["ratio_vs_baseline"] > 0 for r in gen[:-1])
     requests = [(prompts[0], "Marie Curie."), (prompts[0], "Pierre."), (prompts[1], "Warsaw"), (prompts[2], "1891")]
     lik = bench_likelihood(model, tokenizer, requests, batch_size=2)
-    assert len(lik) == 4 and "no shared opening" in lik[1]["benchmark"] and "no prompt shared" in lik[2]["benchmark"]
+    assert len(lik) == 4 and "nothing packed" in lik[1]["benchmark"] and "no prompt shared" in lik[2]["benchmark"]
     assert all(r["max_abs_loglik_diff"] < 1e-4 for r in lik[:-1])
 
 

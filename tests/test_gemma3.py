@@ -72,9 +72,9 @@ def test_lora_all_linear_trains_every_projection_but_not_the_head(tiny: tuple[st
 
 
 def test_answer_position_head_matches_the_models_own_logits(tiny: tuple[str, Path]) -> None:
-    """The training engine's LM head on answer positions only (unlearning.training.methods.base.answer_logits) gives the
+    """The training engine's LM head on answer positions only (unlearning.inference.packed_rows.answer_logits) gives the
     model's own logits there, Gemma3's embedding scaling and any logit soft-capping included."""
-    from unlearning.training.methods.base import answer_logits
+    from unlearning.inference.packed_rows import answer_logits
 
     _, model_dir = tiny
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)

@@ -15,9 +15,10 @@ from conftest import teach_facts
 from test_training import FORGET, RETAIN, STYLE, mean_loglik, settings, train_with
 
 from unlearning.config.settings import unlearn_settings
+from unlearning.inference.packed_rows import answer_logits
 from unlearning.models.checkpoints import Manifest, load_model
 from unlearning.training.methods import METHODS, get_method, register
-from unlearning.training.methods.base import Method, answer_logits, answer_nll, sequence_logprob, token_logprobs
+from unlearning.training.methods.base import Method, answer_nll, sequence_logprob, token_logprobs
 from unlearning.training.methods.dpo import dpo_loss
 from unlearning.training.methods.npo import npo_loss
 from unlearning.training.methods.rmu import masked_mse

@@ -37,6 +37,24 @@ def test_shared_prompt_likelihoods_equal_one_pair_at_a_time(
     assert shared[4].tokens == 0 and shared[5].tokens >= 1
 
 
+def test_a_repeated_continuation_is_scored_once_with_the_details_asked_for(tiny_manifest: Manifest) -> None:
+    """TruthfulQA's best answer is also one of its correct answers: a prompt's repeated continuation runs once, and
+    each copy gets the result (per-token details only where asked), as when scored on its own."""
+    model, tokenizer = load_model(tiny_manifest, device=torch.device("cpu"))
+    prompt = build_prompt(tokenizer, QUESTIONS[1])
+    conts, details = (
+        ["In Paris, in 1891.", "In Paris, in 1891.", "Never.", "In Paris, in 1891."],
+        [False, True, False, False],
+    )
+    shared = continuation_logliks(model, tokenizer, [prompt] * 4, conts, batch_size=4, details=details)
+    alone = continuation_logliks(model, tokenizer, [prompt], [conts[1]], batch_size=1, details=True)[0]
+    for result in (shared[0], shared[1], shared[3]):
+        assert result.tokens == alone.tokens and result.total == pytest.approx(alone.total, abs=LOGLIK_TOLERANCE)
+    assert shared[1].token_logprobs == pytest.approx(alone.token_logprobs, abs=LOGLIK_TOLERANCE)
+    assert shared[0].token_logprobs == () and shared[3].token_logprobs == ()
+    assert shared[2].total != pytest.approx(shared[0].total)
+
+
 @pytest.mark.parametrize("which", ["tiny_manifest", "tiny_gemma3_manifest"])
 @pytest.mark.parametrize("stop_at_newline", [False, True])
 def test_pruned_greedy_decoding_gives_the_answers_of_model_generate(
@@ -102,10 +120,9 @@ def test_packed_training_gives_the_logits_and_gradients_of_the_plain_forward(
     Rows that share nothing run the plain forward (packing alone does not pay)."""
     from peft import LoraConfig, get_peft_model
 
-    from unlearning.inference import batching
+    from unlearning.inference import batching, packed_rows
+    from unlearning.inference.packed_rows import answer_logits
     from unlearning.training.engine import collate_sequences
-    from unlearning.training.methods import packed_rows
-    from unlearning.training.methods.base import answer_logits
 
     model, tokenizer = load_model(request.getfixturevalue(which.split(",")[0]), device=torch.device("cpu"))
     if which.endswith("wide window"):  # Gemma 3's local layers with a window the rows fit in: packed

@@ -10,7 +10,6 @@ membership scores need (:mod:`unlearning.scoring.metrics`), without another forw
 
 from __future__ import annotations
 
-import copy
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,7 +17,8 @@ from dataclasses import dataclass
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from .batching import cache_kwarg, left_padded, returned_cache, run_batched, shared_opening
+from .batching import run_batched
+from .packed_rows import answer_logits
 
 log = logging.getLogger(__name__)
 
@@ -80,10 +80,12 @@ def continuation_logliks(
         log.warning("%s: %d of %d continuations truncated to %d tokens in all", desc, truncated, len(pairs), max_length)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
-    # Requests that share a prompt (a question's true and wrong answers, a TruthfulQA item's options) share one
-    # prompt pass: the prompt runs once with a KV cache, then all its continuations run as one batch on copies of
-    # that cache. The prompt is most of each request's tokens, so this is what keeps the scoring stage's cost
-    # near one pass per question however many answers each question has.
+    # Requests that share a prompt (a question's true and wrong answers, a TruthfulQA item's options, a question's
+    # generation judged in the same pass) form one group; a batch holds whole groups. Its rows run packed without
+    # padding, the opening every prompt shares (a chat template's system turn) and each group's prompt once per
+    # packed sequence, and the LM head projects only the positions that predict a continuation token
+    # (:func:`unlearning.inference.packed_rows.answer_logits`, the training forward): on the scoring stage's
+    # requests, six of ten positions of a padded batch were padding.
     groups: dict[tuple[int, ...], list[int]] = {}
     for index, (p, _, _) in enumerate(pairs):
         if not p:
@@ -91,12 +93,6 @@ def continuation_logliks(
         groups.setdefault(tuple(p), []).append(index)
     items = list(groups.items())
     results: list[LogLik | None] = [None] * len(pairs)
-    max_rows = max(1, 4 * batch_size)  # continuation rows per forward pass
-    cache_arg = cache_kwarg(model)
-    # The opening every prompt shares (a chat template's system turn: 30 of SmolLM2-Instruct's ~45 prompt tokens
-    # with the default instruction) runs once for the whole call; each batch continues from copies of its cache.
-    opening = shared_opening(model, [p for p, _ in items], max((len(c) for _, c, _ in pairs), default=0))
-    shared = opening.length if opening is not None else 0
 
     def row_result(step: torch.Tensor, c: list[int], detail: bool) -> LogLik:
         """A continuation's LogLik from ``step``: one row of logits per continuation token (row t predicts c[t])."""
@@ -125,56 +121,37 @@ def continuation_logliks(
 
     @torch.inference_mode()
     def run(batch: list[tuple[tuple[int, ...], list[int]]]) -> list[int]:
+        # one row per distinct continuation of a prompt (TruthfulQA's best answer is also one of its correct
+        # answers; a wrong answer can repeat the generation): its copies take its result, details only if asked
+        copies: dict[tuple[int, tuple[int, ...]], list[int]] = {}
+        for g, (_, members) in enumerate(batch):
+            for i in members:
+                if pairs[i][1]:
+                    copies.setdefault((g, tuple(pairs[i][1])), []).append(i)
+                else:
+                    results[i] = LogLik(0.0, 0)
+        rows = [next((i for i in same if pairs[i][2]), same[0]) for same in copies.values()]
+        if not rows:
+            return [0] * len(batch)
+        width = max(len(pairs[i][0]) + len(pairs[i][1]) for i in rows)
+        ids = torch.full((len(rows), width), pad, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        labels = torch.full_like(ids, -100)
+        for r, i in enumerate(rows):
+            p, c, _ = pairs[i]
+            ids[r, : len(p) + len(c)] = torch.tensor(p + c)
+            mask[r, : len(p) + len(c)] = 1
+            labels[r, len(p) : len(p) + len(c)] = torch.tensor(c)
         device = model.device
-        # 1. every prompt once after the shared opening, left-padded (position ids skip the padding, as in
-        #    generation); the LM head runs on the last position only, which predicts each continuation's first token
-        ids, mask = left_padded([p[shared:] for p, _ in batch], pad, shared)
-        cached = {cache_arg: opening.copies(len(batch))} if opening is not None else {}
-        out = model(
-            input_ids=ids.to(device),
-            attention_mask=mask.to(device),
-            position_ids=(mask.cumsum(-1) - 1).clamp(min=0)[:, shared:].to(device),
-            use_cache=True,
-            logits_to_keep=1,
-            **cached,
-        )
-        first = out.logits[:, -1].float()
-        cache = returned_cache(out)
-        lengths = mask.sum(-1)
-        # 2. the continuations (longer than one token) on copies of their prompt's cache, right-padded: padding
-        #    after the real tokens cannot change them under the causal mask
-        rows = [(row, i) for row, (_, members) in enumerate(batch) for i in members]
-        for row, i in rows:
-            p, c, detail = pairs[i]
-            if len(c) <= 1:
-                results[i] = row_result(first[row : row + 1, :], c, detail) if c else LogLik(0.0, 0)
-        # by length, so each chunk pads its continuations to about their own length (generations judged in the
-        # same pass run to max_new_tokens where a reference answer has a few tokens)
-        longer = sorted(((row, i) for row, i in rows if len(pairs[i][1]) > 1), key=lambda ri: len(pairs[ri[1]][1]))
-        for start in range(0, len(longer), max_rows):
-            chunk = longer[start : start + max_rows]
-            tail = max(len(pairs[i][1]) for _, i in chunk) - 1  # the last token predicts nothing
-            cont = torch.full((len(chunk), tail), pad, dtype=torch.long)
-            cont_mask = torch.zeros_like(cont)
-            for r, (_, i) in enumerate(chunk):
-                c = pairs[i][1][:-1]
-                cont[r, : len(c)] = torch.tensor(c)
-                cont_mask[r, : len(c)] = 1
-            index = torch.tensor([row for row, _ in chunk])
-            chunk_cache = copy.deepcopy(cache) if start + max_rows < len(longer) else cache
-            chunk_cache.batch_select_indices(index.to(device))
-            positions = lengths[index][:, None] + torch.arange(tail)[None, :]
-            logits = model(
-                input_ids=cont.to(device),
-                attention_mask=torch.cat([mask[index], cont_mask], dim=1).to(device),
-                position_ids=positions.to(device),
-                use_cache=True,
-                **{cache_arg: chunk_cache},
-            ).logits.float()
-            for r, (row, i) in enumerate(chunk):
-                _, c, detail = pairs[i]
-                step = torch.cat([first[row : row + 1], logits[r, : len(c) - 1]], dim=0)
-                results[i] = row_result(step, c, detail)
+        batch_tensors = {"input_ids": ids.to(device), "attention_mask": mask.to(device), "labels": labels.to(device)}
+        logits, _, _ = answer_logits(model, batch_tensors)  # [continuation tokens, vocab], row by row
+        start = 0
+        for i, same in zip(rows, copies.values(), strict=True):
+            _, c, detail = pairs[i]
+            result = row_result(logits[start : start + len(c)], c, detail)
+            for j in same:
+                results[j] = result if pairs[j][2] == detail else LogLik(result.total, result.tokens)
+            start += len(c)
         return [0] * len(batch)
 
     run_batched(items, run, batch_size=batch_size, sort_key=lambda g: len(g[0]), desc=desc)

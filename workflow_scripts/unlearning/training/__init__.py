@@ -3,7 +3,8 @@
 - :mod:`.engine`: :func:`~unlearning.training.engine.train` (LoRA through PEFT, the precomputed reference, the
   shared retain term, resumable checkpoints, the per-step log) and ``merge_adapter``.
 - ``methods/``: the method registry, one module per method (DPO, IdkDPO, GradAscent, GradDiff, NPO, SimNPO, RMU,
-  UNDIAL) on the base class of :mod:`.methods.base`; :mod:`.methods.packed_rows` packs a batch without padding.
+  UNDIAL) on the base class of :mod:`.methods.base` (the packed forward they share with scoring is
+  :mod:`unlearning.inference.packed_rows`).
 - :mod:`.lora_dropout`: the CPU LoRA dropout that draws a quarter of the random numbers.
 - :mod:`.layers`: a model's decoder blocks (without importing transformers).
 

@@ -9,7 +9,7 @@ Everything a method does not define lives here (see :mod:`unlearning.training.me
   QA, drawn in a seeded order that depends only on the step (so a resumed run sees the same batches).
 * Speed-ups: the LM head projects only answer positions; the decoder runs a batch's rows packed without padding,
   the prompts' shared opening once and each prompt once for the DPO family's pairs
-  (:mod:`unlearning.training.methods.packed_rows`); LoRA dropout on the CPU draws a quarter of the random numbers
+  (:mod:`unlearning.inference.packed_rows`); LoRA dropout on the CPU draws a quarter of the random numbers
   (:mod:`unlearning.training.lora_dropout`); weights are bf16 wherever bf16 is native (``precision: auto``); attention
   is eager on the CPU (SDPA's CPU backward is slow for short padded sequences); ``benchmarks/run.py`` measures
   what each buys.

@@ -35,39 +35,9 @@ import torch
 import torch.nn.functional as F
 
 from ...core.errors import did_you_mean
-from .packed_rows import answer_states
+from ...inference.packed_rows import answer_logits
 
 Batch = Mapping[str, torch.Tensor]
-
-
-def backbone_and_head(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.nn.Module]:
-    """The decoder stack (embeddings to final norm) and the LM head of a causal LM, PEFT-wrapped or not.
-
-    LoRA layers are injected into the wrapped modules, so calling the decoder directly runs the adapter (and
-    ``model.disable_adapter()`` still turns it off).
-    """
-    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return inner.get_decoder(), inner.get_output_embeddings()
-
-
-def answer_logits(model: torch.nn.Module, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Logits at the positions that predict an answer token, and nothing else.
-
-    The LM head is the costliest layer of a small model with a large vocabulary; projecting only the answer
-    positions (a few per row) instead of every prompt and padding position saves most of it in training. The
-    decoder runs the rows packed, each shared part of the prompts once
-    (:func:`unlearning.training.methods.packed_rows.answer_states`).
-
-    Returns ``logits [n, vocab]`` (float32), ``targets [n]`` (the answer token each position predicts) and
-    ``rows [n]`` (the batch row of each), where ``n`` is the number of answer tokens in the batch.
-    """
-    decoder, head = backbone_and_head(model)
-    hidden, targets, rows = answer_states(decoder, batch)
-    logits = head(hidden).float()
-    softcap = getattr(getattr(model, "config", None), "final_logit_softcapping", None)
-    if softcap:  # Gemma-style logit soft-capping, as the model's own forward applies it
-        logits = torch.tanh(logits / softcap) * softcap
-    return logits, targets, rows
 
 
 def token_logprobs(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

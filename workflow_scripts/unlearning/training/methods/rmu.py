@@ -25,9 +25,10 @@ from typing import Any
 
 import torch
 
+from ...inference.packed_rows import backbone_and_head
 from ..layers import decoder_layers, layer_index
 from . import register
-from .base import Method, backbone_and_head
+from .base import Method
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from ...inference.packed_rows import answer_logits
 from . import register
-from .base import Method, answer_logits
+from .base import Method
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""The training forward: a batch's rows packed into one sequence without padding, each shared prompt part once.
+"""The teacher-forced forward of training and likelihood scoring: a batch's rows packed into sequences without
+padding, each shared prompt part once, and the LM head on answer positions only (:func:`answer_logits`).
 
 A batch's rows are chat-templated prompts followed by answers. Every prompt opens with the same system turn (30
 tokens of SmolLM2-Instruct's ~45-token prompts with the default instruction), the DPO family's chosen and rejected
@@ -35,8 +36,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ...inference import batching
-from ...inference.batching import common_prefix_length, sliding_window
+from . import batching
+from .batching import common_prefix_length, sliding_window
 
 #: The most tokens of one packed sequence: its attention is ``[T, T]`` per head and layer, mostly masked, so longer
 #: sequences cost more than they save (on 2 CPU cores, rows of 80 tokens: 256 as fast as 512 with shared prompts,
@@ -125,25 +126,28 @@ def answer_states(
 
     sequences: list[_Sequence] = []
     where: dict[int, tuple[int, int, int]] = {}  # row -> (sequence, index of its own first token, its position)
-    budget = 0
+    plans = []
     for middle, rows in groups.items():
         shared = len(rows) > 1 and len(middle) > 0
         own_from = [starts[r] if shared else opening for r in rows]
         cost = (len(middle) if shared else 0) + sum(lengths[r] - s for r, s in zip(rows, own_from, strict=True))
-        if not sequences or budget + cost > PACK_TOKENS:
+        plans.append((cost, middle, rows, shared, own_from))
+    # first fit, largest group first: sequences filled close to PACK_TOKENS, so little padding to the widest
+    for cost, middle, rows, shared, own_from in sorted(plans, key=lambda plan: -plan[0]):
+        target = next((i for i, seq in enumerate(sequences) if len(seq.tokens) + cost <= PACK_TOKENS), None)
+        if target is None:
             sequences.append(_Sequence())
-            budget = opening
+            target = len(sequences) - 1
             if opening:
                 sequences[-1].add(tokens[rows[0]][:opening], 0, set())
-        seq = sequences[-1]
+        seq = sequences[target]
         parents = {0} if opening else set()
         if shared:
             segment, _ = seq.add(list(middle), opening, parents)
             parents = parents | {segment}
         for r, s in zip(rows, own_from, strict=True):
             _, index = seq.add(tokens[r][s:], s, parents)
-            where[r] = (len(sequences) - 1, index, s)
-        budget += cost
+            where[r] = (target, index, s)
 
     width = max(len(s.tokens) for s in sequences)
     packed_ids = torch.zeros((len(sequences), width), dtype=torch.long)
@@ -169,3 +173,35 @@ def answer_states(
                 rows.append(r)
     picked = hidden[torch.tensor(seq_index, device=device), torch.tensor(token_index, device=device)]
     return picked, torch.tensor(targets, device=device), torch.tensor(rows, device=device)
+
+
+def backbone_and_head(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """The decoder stack (embeddings to final norm) and the LM head of a causal LM, PEFT-wrapped or not.
+
+    LoRA layers are injected into the wrapped modules, so calling the decoder directly runs the adapter (and
+    ``model.disable_adapter()`` still turns it off).
+    """
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return inner.get_decoder(), inner.get_output_embeddings()
+
+
+def answer_logits(
+    model: torch.nn.Module, batch: Mapping[str, torch.Tensor]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Logits at the positions that predict an answer token, and nothing else.
+
+    The LM head is the costliest layer of a small model with a large vocabulary; projecting only the answer
+    positions (a few per row) instead of every prompt and padding position saves most of it in training. The
+    decoder runs the rows packed, each shared part of the prompts once
+    (:func:`answer_states`).
+
+    Returns ``logits [n, vocab]`` (float32), ``targets [n]`` (the answer token each position predicts) and
+    ``rows [n]`` (the batch row of each), where ``n`` is the number of answer tokens in the batch.
+    """
+    decoder, head = backbone_and_head(model)
+    hidden, targets, rows = answer_states(decoder, batch)
+    logits = head(hidden).float()
+    softcap = getattr(getattr(model, "config", None), "final_logit_softcapping", None)
+    if softcap:  # Gemma-style logit soft-capping, as the model's own forward applies it
+        logits = torch.tanh(logits / softcap) * softcap
+    return logits, targets, rows
