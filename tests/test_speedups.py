@@ -233,14 +233,17 @@ def test_no_merge_where_the_merged_model_would_differ(
         assert all(torch.equal(p, before[n]) for n, p in model.named_parameters())
 
 
-def test_scores_of_a_merged_adapter_equal_the_unmerged_ones(
-    tiny_manifest: Manifest, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("speed_up", ["merged adapter", "packed rows"])
+def test_scores_with_a_speed_up_equal_those_without(
+    speed_up: str, tiny_manifest: Manifest, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The score stage's per-row values with the adapter merged equal those of the adapter run unmerged."""
+    """The score stage's per-row values with the adapter merged equal those of the adapter run unmerged; with the
+    requests packed (shared opening and prompts once, no padding) they equal those of padded rows."""
     import contextlib
 
     import pandas as pd
 
+    from unlearning.inference import batching
     from unlearning.inference.prompting import PromptStyle
     from unlearning.scoring import evaluation
 
@@ -254,9 +257,15 @@ def test_scores_of_a_merged_adapter_equal_the_unmerged_ones(
     wrong = {qid: ["Answer 9.", "Answer 8."] for qid in qa["id"]}
     no_tqa = pd.DataFrame(columns=["id"])
     merged = evaluation.score_answers(model, tokenizer, gens, no_tqa, style, batch_size=4, wrong=wrong)
-    monkeypatch.setattr(evaluation, "merged_for_inference", lambda model: contextlib.nullcontext(False))
+    if speed_up == "merged adapter":
+        monkeypatch.setattr(evaluation, "merged_for_inference", lambda model: contextlib.nullcontext(False))
+    else:
+        monkeypatch.setattr(batching, "SHARE_PROMPTS", False)
     plain = evaluation.score_answers(model, tokenizer, gens, no_tqa, style, batch_size=4, wrong=wrong)
     numeric = [c for c in plain.columns if pd.api.types.is_float_dtype(plain[c])]
     assert len(numeric) > 8
     for column in numeric:
-        assert merged[column].tolist() == pytest.approx(plain[column].tolist(), rel=1e-4, abs=1e-6, nan_ok=True), column
+        # Min-K%++ divides by the spread of log p over the vocabulary, small on a random model's flat distribution:
+        # float32 reordering alone moves it by about 2e-4 of its value (the real SmolLM2 scores: 1.9e-4 at most)
+        rel = 5e-4 if column == "mink_pp" else 1e-4
+        assert merged[column].tolist() == pytest.approx(plain[column].tolist(), rel=rel, abs=1e-6, nan_ok=True), column
