@@ -108,7 +108,10 @@ def test_slurm_profile_keeps_partition_and_account_of_every_submitted_job(
     jobs = re.findall(r"^rule (\w+):\n(?:    .*\n)*?    resources: ([^\n]*)", out.stdout, flags=re.M)
     submitted = [(rule, res) for rule, res in jobs if rule in SUBMITTED_RULES]
     planned = {rule for rule, _ in submitted}
-    assert planned == ({"merge_adapter"} if "merged" in " ".join(extra) else set(SUBMITTED_RULES) - {"merge_adapter"})
+    # the merged model needs its adapter (unlearn npo: no DPO pairs, so no perturb); `all` never needs a merge
+    assert planned == (
+        {"unlearn", "merge_adapter"} if "merged" in " ".join(extra) else set(SUBMITTED_RULES) - {"merge_adapter"}
+    )
     for rule, resources in submitted:
         partition = "cpu_x" if rule == "merge_adapter" else "gpu_x"
         assert f"slurm_partition={partition}" in resources and "slurm_account=acct_x" in resources, (rule, resources)
