@@ -14,13 +14,12 @@ import time
 from pathlib import Path
 
 import pandas as pd
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
 
 from unlearning.core.file_modes import umask_mode
-from unlearning.core.parquet_io import read_metadata, read_parquet
+from unlearning.core.parquet_io import null_typed_columns, read_metadata, read_parquet
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
@@ -182,11 +181,6 @@ def e2e(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple
     return workdir, config
 
 
-def null_inside(dtype: pa.DataType) -> bool:
-    """Whether an Arrow type is ``null`` or nests one (a list of nulls, a struct with a null field)."""
-    return pa.types.is_null(dtype) or any(null_inside(dtype.field(i).type) for i in range(dtype.num_fields))
-
-
 @pytest.mark.slow
 def test_end_to_end_run_writes_every_artifact(e2e: tuple[Path, dict]) -> None:
     workdir, _ = e2e
@@ -232,8 +226,7 @@ def test_end_to_end_run_writes_every_artifact(e2e: tuple[Path, dict]) -> None:
     written = sorted(results.rglob("*.parquet"))
     assert results / "score" / "operating_points.parquet" in written and len(written) >= 10
     for path in written:
-        schema = pq.read_schema(path)
-        untyped = [f.name for f in schema if null_inside(f.type)]
+        untyped = null_typed_columns(pq.read_schema(path))
         assert untyped == [], f"{path.relative_to(results)}: column(s) {untyped} of Arrow type null"
 
 
