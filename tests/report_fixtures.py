@@ -7,6 +7,8 @@ from pathlib import Path
 import pandas as pd
 
 from unlearning.core.parquet_io import write_parquet
+from unlearning.data.known_facts import known_facts
+from unlearning.scoring.evaluation import build_summary
 
 EVIL = "<script>alert('x')</script>"
 METHODS = ("dpo", "npo")
@@ -42,6 +44,7 @@ def make_config(models=MODELS) -> dict:
         "perturb": {"model": "HuggingFaceTB/SmolLM2-360M-Instruct", "seed": 7},
         "data": {"forget": "sample_data/forget.csv", "retain": "sample_data/hard_retain.csv"},
         "unlearn": {m: {"method": m} for m in METHODS},
+        "score": {"known_threshold": 0.5},
     }
 
 
@@ -79,25 +82,10 @@ def score_frame(model: str, variant: str) -> pd.DataFrame:
 
 
 def summary_frame(frames: dict[str, dict[str, pd.DataFrame]]) -> pd.DataFrame:
-    """The long table ``model, variant, split, subset, metric, value``; ``known`` = base recall >= 0.5."""
-    rows = []
-    for model, variants in frames.items():
-        base = variants["base"]
-        known_ids = set(base.loc[base["rougeL_recall"] >= 0.5, "id"])
-        for variant, df in variants.items():
-            for split in SPLIT_ROWS:
-                part = df[df["split"] == split]
-                for subset, rows_ in (("all", part), ("known", part[part["id"].isin(known_ids)])):
-                    if split == "truthfulqa" and subset == "known":
-                        continue
-                    vals = {m: rows_[m].mean() for m in SCORE_METRICS}
-                    vals["bleu_corpus"] = vals.pop("bleu")
-                    vals["degenerate_rate"] = rows_["degenerate"].astype(float).mean()
-                    vals["n"] = float(len(rows_))
-                    if split == "truthfulqa":
-                        vals["mc1"], vals["mc2"] = rows_["mc1"].mean(), rows_["mc2"].mean()
-                    rows += [(model, variant, split, subset, k, v) for k, v in vals.items()]
-    return pd.DataFrame(rows, columns=["model", "variant", "split", "subset", "metric", "value"])
+    """The workflow's own summary of the frames (intervals included); ``known`` = base recall >= 0.5."""
+    runs = {(model, variant): df for model, variants in frames.items() for variant, df in variants.items()}
+    known = {model: known_facts(variants["base"], {"known_threshold": 0.5}) for model, variants in frames.items()}
+    return build_summary(runs, known, seed=0)
 
 
 def training_log(method: str, steps: int = 6) -> pd.DataFrame:
@@ -146,9 +134,12 @@ def build_inputs(root: Path, models=MODELS, methods=METHODS, untrained=(("odd/mo
         {
             "model": models[0], "sweep": "grid", "entry": list(methods),
             "forgetting": [0.5 - 0.2 * i for i in range(len(methods))],
+            "forgetting_low": [0.3 - 0.2 * i for i in range(len(methods))],
+            "forgetting_high": [0.7 - 0.2 * i for i in range(len(methods))],
             "damage": [0.05 + 0.1 * i for i in range(len(methods))],
         }
-    ).assign(within_bound=lambda d: d["damage"] <= 0.1, pareto=True, chosen=lambda d: d.index == 0)  # fmt: skip
+    ).assign(within_bound=lambda d: d["damage"] <= 0.1, pareto=True, chosen=lambda d: d.index == 0,
+             tied=lambda d: d.index == 1)  # fmt: skip
     operating_points = write_parquet(points, root / "operating_points.parquet", stage="select", config={})
     return {
         "summary": summary,

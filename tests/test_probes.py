@@ -21,7 +21,7 @@ from unlearning.data.qa_table import (
     trainable,
 )
 from unlearning.perturbation.wrong_answers import forget_questions, scored_questions
-from unlearning.scoring.evaluation import build_summary, likelihood_requests, score_answers
+from unlearning.scoring.evaluation import SUMMARY_COLUMNS, build_summary, likelihood_requests, score_answers
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "workflow_scripts" / "unlearning" / "data" / "sample_data"
@@ -93,7 +93,8 @@ def test_embedded_sample_ships_every_probe_kind_for_forget_and_neighbours() -> N
     qa = build_qa(spec, 0.2, seed=42)
     for role in ("forget", "retain"):
         kinds = qa[qa.split.str.startswith(role)].groupby("kind")["person"].nunique()
-        assert set(kinds.index) == set(KINDS) and (kinds == 8).all(), kinds  # every kind for all 8 persons
+        # QA pairs of all 13 persons, every probe kind for the 8 probed persons
+        assert set(kinds.index) == set(KINDS) and kinds["qa"] == 13 and (kinds.drop("qa") == 8).all(), kinds
         # probes of held-out facts and of trained facts both exist
         probes = qa[qa.split.str.startswith(role) & (qa.kind != "qa")]
         assert set(probes["split"]) == {f"{role}_train", f"{role}_test"}
@@ -139,7 +140,7 @@ def test_summary_has_every_figure_per_kind_and_over_all_kinds() -> None:
     base = scores_table({"qa": 1.0, "cloze": 0.5})
     unlearned = scores_table({"qa": 0.0, "cloze": 0.5})
     summary = build_summary({("m", "base"): base, ("m", "npo"): unlearned})
-    assert list(summary.columns) == ["model", "variant", "split", "subset", "kind", "metric", "value"]
+    assert list(summary.columns) == SUMMARY_COLUMNS
     wide = summary.set_index(["variant", "split", "subset", "kind", "metric"])["value"]
     assert wide[("base", "forget_test", "all", "all", "rougeL_recall")] == pytest.approx(0.75)
     assert wide[("base", "forget_test", "all", "cloze", "rougeL_recall")] == 0.5

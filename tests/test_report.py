@@ -18,7 +18,7 @@ from unlearning.report import plot_files, plot_names, render_report
 from unlearning.report.browser import png_problems
 from unlearning.report.load import load_benchmarks, load_summary
 from unlearning.report.render import build_context, md_text
-from unlearning.report.tables import Figures, judge_change, ranking
+from unlearning.report.tables import RANK_BY_INTERVAL, Figures, judge_change, ranking
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -80,7 +80,7 @@ def test_ranking_every_model_and_method_on_known_facts(tmp_path):
     assert len(rank) == len(MODELS) * len(METHODS)
     assert set(zip(rank["model"], rank["method"], strict=True)) == {(m, t) for m in MODELS for t in METHODS}
     assert list(rank["rank"]) == [1, 2, 3, 4]
-    assert rank["score"].is_monotonic_decreasing
+    assert rank["score"].map(lambda c: c.low).is_monotonic_decreasing and rank.attrs["ranked_by"] == RANK_BY_INTERVAL
     # smollm2/dpo forgets the most known facts at no cost; odd/model/npo forgets a lot but damages the rest
     assert (rank.iloc[0]["model"], rank.iloc[0]["method"]) == ("smollm2", "dpo")
     assert (rank.iloc[-1]["model"], rank.iloc[-1]["method"]) == ("odd/model", "npo")
@@ -151,16 +151,19 @@ def test_dataset_text_is_escaped(rendered):
     assert "second line" in md and "answer 1<br>second line" in md
 
 
-def test_examples_side_by_side(rendered):
+def test_examples_show_what_each_method_did_to_known_facts(rendered):
+    """Known = base recall >= 0.5 (forget ids 0-2, retain ids 0-1). smollm2/dpo keeps 10% of recall: all three
+    known forget facts are lost; odd/model/dpo keeps 60%: id 0 (0.54) is still answered, ids 1-2 lost;
+    odd/model/npo takes 0.3 off the neighbours: retain id 1 (0.75 -> 0.45) is damaged, id 0 (0.9 -> 0.6) is not."""
     _, text, md = rendered
-    for group, split in (("forget", "forget_test"), ("neighbour", "retain_test"), ("general", "general_test")):
-        assert f"{group} questions ({split})" in text and f"#### {group} questions ({split})" in md
-        for i in range(3):
-            assert f"{split}-{i:03d}" in text and f"{split}-{i:03d}" in md
-        assert f"{split}-003" not in text
-    header = "| id | person | question | true answer | base answer | dpo answer | npo answer |"
-    assert md.count(header) == 3 * len(MODELS)
-    assert "dpo says" in text and "npo answer 1" in text
+    lost = "dpo: held-out forget questions whose answer lost the fact (forget_test, {n})"
+    assert lost.format(n=3) in text and f"#### {lost.format(n=3)}" in md
+    assert lost.format(n=2) in text
+    assert "dpo: held-out forget questions it still answers (forget_test, 1)" in text
+    assert "npo: neighbour questions it damaged (retain_test, 1)" in text
+    assert "| id | person | question | true answer | base answer | dpo answer |" in md
+    assert "dpo says" in text and "recall 0.90" in text
+    assert "forget_test-003" not in text  # the base model never knew it
 
 
 def test_training_curves_per_method(rendered):
@@ -246,6 +249,7 @@ def test_sweeps_section_shows_every_point_and_the_chosen_one(rendered):
     _, text, md = rendered
     assert 'id="sweeps"' in text and "## Sweeps and operating points" in md
     assert text.count("CHOSEN") == 1 and "forgetting (train side)" in text
+    assert "[30.0%, 70.0%]" in text and "tied" in md  # the chosen point's forgetting interval; one it overlaps
 
 
 def test_without_sweeps_the_section_is_absent_and_the_plot_says_so(tmp_path):

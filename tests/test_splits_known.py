@@ -14,7 +14,7 @@ from unlearning.core.errors import InputError
 from unlearning.data.known_facts import DEFAULT_THRESHOLD, is_known, known_counts, known_facts
 from unlearning.data.qa_table import SPLITS, TEST_SPLITS, WPU_COLUMNS, build_qa, held_out_count
 from unlearning.data.sources import load_source
-from unlearning.scoring.evaluation import EVAL_SPLITS, build_summary
+from unlearning.scoring.evaluation import EVAL_SPLITS, SUMMARY_COLUMNS, build_summary
 from unlearning.scoring.metrics import rouge
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -215,7 +215,7 @@ def test_summary_reports_all_and_known_with_counts_for_any_variants() -> None:
     }
     notes: list[str] = []
     summary = build_summary(runs, {"tiny": known}, notes)
-    assert list(summary.columns) == ["model", "variant", "split", "subset", "kind", "metric", "value"]
+    assert list(summary.columns) == SUMMARY_COLUMNS
     assert set(summary["kind"]) == {"all", "qa"}  # tables without a kind column are all QA
     assert set(summary["variant"]) == {"base", "npo", "dpo", "headline"} and set(summary["subset"]) == {"all", "known"}
     assert set(summary.loc[summary.variant == "headline", "metric"]) == {"degenerate_base"}

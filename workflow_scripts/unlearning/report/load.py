@@ -12,7 +12,9 @@ from ..core.errors import InputError
 from ..core.parquet_io import read_parquet
 
 SUMMARY_COLUMNS = ("model", "variant", "split", "subset", "kind", "metric", "value")
-SCORE_COLUMNS = ("id", "split", "question", "reference", "generation")
+#: the change rows' bootstrap intervals (summaries from before intervals lack them)
+INTERVAL_COLUMNS = ("ci_low", "ci_high", "ci_note")
+SCORE_COLUMNS = ("id", "split", "question", "reference", "generation", "rougeL_recall")
 #: columns every method's log has; a method may add more (e.g. DPO's rewards_*)
 LOG_COLUMNS = ("step", "loss")
 #: summary rows that are not a model variant (older summaries hold precomputed changes under this name)
@@ -22,16 +24,20 @@ ALL_KINDS = "all"
 
 
 def load_summary(path: Path) -> pd.DataFrame:
-    """The long table ``model, variant, split, subset, kind, metric, value``; a summary without ``subset`` is all
-    ``all``, one without ``kind`` (before probe kinds) is all ``all`` kinds."""
+    """The long table ``model, variant, split, subset, kind, metric, value`` and, where the summary has them, the
+    intervals ``ci_low, ci_high, ci_note``; a summary without ``subset`` is all ``all``, one without ``kind`` (before
+    probe kinds) is all ``all`` kinds."""
     df = read_parquet(path, columns=[c for c in SUMMARY_COLUMNS if c not in ("subset", "kind")])
     for col in ("subset", "kind"):
         if col not in df.columns:
             df[col] = "all"
-    df = df.loc[~df["variant"].isin(NOT_VARIANTS), list(SUMMARY_COLUMNS)].copy()
+    columns = [*SUMMARY_COLUMNS, *(c for c in INTERVAL_COLUMNS if c in df.columns)]
+    df = df.loc[~df["variant"].isin(NOT_VARIANTS), columns].copy()
     for col in ("model", "variant", "split", "subset", "kind", "metric"):
         df[col] = df[col].astype(str)
-    df["value"] = pd.to_numeric(df["value"], errors="coerce")
+    for col in ("value", "ci_low", "ci_high"):
+        if col in df.columns:
+            df[col] = pd.to_numeric(df[col], errors="coerce")
     return df.reset_index(drop=True)
 
 

@@ -30,6 +30,7 @@ from .tables import (
     METRIC_LABELS,
     N_EXAMPLES,
     PERPLEXITY_REL_TOLERANCE,
+    RANK_BY_INTERVAL,
     RANKING_COLUMNS,
     TOLERANCE,
     Cell,
@@ -47,21 +48,31 @@ from .tables import (
 TEMPLATES = Path(__file__).with_name("templates")
 MAX_EXAMPLE_CHARS = 600
 EMPTY_NOTE = "no questions in this split"
-MARKS = {"good": "good", "bad": "BAD", "neutral": "same", "na": "", "warn": "WARNING"}
+MARKS = {"good": "good", "bad": "BAD", "neutral": "same", "noise": "within noise", "unsure": "no interval",
+         "na": "", "warn": "WARNING"}  # fmt: skip
+JUDGEMENT_MARKS = {"removed": "good", "rewording": "bad", "format change": "bad", "no effect": "neutral",
+                   "unsure": "unsure"}  # fmt: skip
 OVERVIEW_TEXT = (
-    "Every (model, method), best first by score = forgetting − collateral damage. Forgetting is the fall of ROUGE-L "
-    "recall on held-out forget questions the base model answered correctly (known facts); collateral damage adds up "
-    "the falls of ROUGE-L recall on the held-out known facts of neighbours and general persons (all their held-out "
-    "questions where none is known) and of TruthfulQA MC2. Fluency is shown, not scored."
+    "Every (model, method) with the figures a reader acts on, each a change against the base model with its 95% "
+    "interval in brackets (a paired bootstrap over persons: docs/metrics.md). The judgement says whether the forget "
+    "facts were removed (ROUGE-L recall and the true answer's probability both fall beyond noise, fluency holds), "
+    "only reworded (recall falls, the truth's probability does not), lost to a format change (fluency collapsed) "
+    "or not touched. The score is forgetting − collateral damage: forgetting is the fall of ROUGE-L recall on "
+    "held-out forget questions the base model answered correctly (known facts); collateral damage adds up the falls "
+    "of ROUGE-L recall on the held-out known facts of neighbours and general persons and of TruthfulQA MC2. "
+    "Ranked by {ranked_by}."
 )
 LEGEND = (
-    "Each method's cell: its value, then the change against the base model (method − base) and a verdict word: "
-    f"good, BAD, or same (within {TOLERANCE} absolute; {PERPLEXITY_REL_TOLERANCE:.0%} of base for perplexity). "
-    "For measures of knowing the facts (ROUGE, answer probability, extraction strength, truth ratio true-better...) "
-    "a fall is good on forget splits and bad elsewhere; for measures of forgetting (truth ratio closer to 1, "
-    "membership AUC) the reverse; perplexity and degenerate rate are bad when they rise, TruthfulQA accuracy, "
-    "fluency and model utility when they fall, on every split (docs/metrics.md gives each metric's direction). "
-    "Colour repeats the verdict word and is never the only sign."
+    "Each method's cell: its value, then the change against the base model (method − base), its 95% interval and a "
+    f"verdict word: good or BAD only when the interval excludes 0 and the change is beyond the tolerance ({TOLERANCE} "
+    f"absolute; {PERPLEXITY_REL_TOLERANCE:.0%} of base for perplexity and fluency); within noise when the interval "
+    "includes 0; same within the tolerance; no interval where too few persons make one. "
+    "For measures of knowing the facts (ROUGE-L recall, extraction strength, truth ratio true-better...) a fall is "
+    "good on forget splits and bad elsewhere; for measures of forgetting (truth ratio closer to 1, membership AUC) "
+    "the reverse; on neighbours, general persons and TruthfulQA, figures that answer length moves (ROUGE F1, BLEU, "
+    "answer probability, model utility) are judged by their distance from base, so a rise is BAD too; perplexity "
+    "and degenerate rate are bad when they rise, TruthfulQA accuracy and fluency when they fall (docs/metrics.md "
+    "gives each metric's direction). Colour repeats the verdict word and is never the only sign."
 )
 
 
@@ -112,13 +123,26 @@ def truncate(text: Any) -> str:
     return text if len(text) <= MAX_EXAMPLE_CHARS else text[:MAX_EXAMPLE_CHARS] + "…"
 
 
-def cell(text: Any, *, sub: str = "", verdict: str = "", kind: str = "") -> dict[str, str]:
-    """A table cell of the context: text, an optional second line (a change) and a verdict (class and word)."""
-    return {"text": str(text), "sub": sub, "verdict": verdict, "mark": MARKS.get(verdict, ""), "kind": kind}
+def cell(text: Any, *, sub: str = "", verdict: str = "", kind: str = "", mark: str | None = None) -> dict[str, str]:
+    """A table cell of the context: text, an optional second line (a change) and a verdict (class and word; ``mark``
+    replaces the word where the text says it already)."""
+    word = MARKS.get(verdict, "") if mark is None else mark
+    return {"text": str(text), "sub": sub, "verdict": verdict, "mark": word, "kind": kind}
+
+
+def fmt_interval(metric: str, c: Cell, *, relative: bool = False) -> str:
+    """``[low, high]`` of a change's interval; empty without one."""
+    if not (finite(c.low) and finite(c.high)):
+        return ""
+    if relative:
+        return f"[{c.low:+.1%}, {c.high:+.1%}]"
+    return f"[{fmt_change(metric, c.low)}, {fmt_change(metric, c.high)}]"
 
 
 def figure_cell(metric: str, c: Cell, *, change_only: bool = False, relative: bool = False) -> dict[str, str]:
     change = f"{c.change:+.1%}" if relative and finite(c.change) else fmt_change(metric, c.change)
+    if finite(c.change):
+        change = " ".join(x for x in (change, fmt_interval(metric, c, relative=relative)) if x)
     if change_only:
         return cell(change, verdict=c.verdict if finite(c.change) else "", kind="num")
     return cell(fmt_value(metric, c.value), sub=change if finite(c.change) else "", verdict=c.verdict, kind="num")
@@ -138,18 +162,31 @@ def pairs_table(headers: Sequence[str], mapping: Mapping[str, Any]) -> dict[str,
 
 
 def ranking_table(rank: pd.DataFrame) -> dict[str, Any]:
-    headers = ["rank", "model", "method", *[label for _, label, _ in RANKING_COLUMNS], "collateral", "score"]
+    """The report's lead table: per (model, method) the judgement, the score and every figure of
+    :data:`RANKING_COLUMNS`, each change with its interval."""
+    headers = ["rank", "model", "method", "judgement", "score [95% interval]",
+               *[label for _, label, _, _ in RANKING_COLUMNS]]  # fmt: skip
     rows = []
-    splits = {"forget": "forget_split", "retain": None, "general": None}
+    where = {"forget": "forget", "retain": "retain", "general": "general"}
     for _, r in rank.iterrows():
-        row = [r["rank"], r["model"], r["method"]]
-        for key, _, metric in RANKING_COLUMNS:
+        verdict = r["judgement"]
+        score = r["score"]
+        score_text = " ".join(x for x in (fmt_change("x", score.value), fmt_interval("x", score)) if x)
+        row = [
+            r["rank"],
+            r["model"],
+            r["method"],
+            cell(verdict.label, sub=verdict.reason, verdict=JUDGEMENT_MARKS.get(verdict.label, ""), kind="text", mark=""),
+            cell(score_text, sub=score.note, kind="num"),
+        ]
+        for key, _, metric, role in RANKING_COLUMNS:
             c = figure_cell(metric, r[key], change_only=True, relative=key == "perplexity")
-            if key in splits:
-                where = f"{r[splits[key]]}, " if splits[key] else ""
-                c["sub"] = f"{where}{r[f'{key}_subset']}, n={fmt_count(r[f'n_{key}'])}"
+            if role in where and key == role:
+                split = f"{r['forget_split']}, " if role == "forget" else ""
+                c["sub"] = f"{split}{r[f'{role}_subset']}, n={fmt_count(r[f'n_{role}'])}"
+            elif r[key].note and not finite(r[key].low):
+                c["sub"] = r[key].note
             row.append(c)
-        row += [cell(fmt_value("x", r["collateral"]), kind="num"), cell(fmt_change("x", r["score"]), kind="num")]
         rows.append(row)
     return table(headers, rows, "ranking")
 
@@ -157,10 +194,17 @@ def ranking_table(rank: pd.DataFrame) -> dict[str, Any]:
 SWEEPS_TEXT = (
     "Every point of every sweep (an unlearn: entry with a grid:). The chosen entry has the most forgetting whose "
     "damage stays within {bound:g}, both measured on the training side (forget_train, retain_train, general_train), "
-    "which no headline figure comes from; its held-out figures are then shown as they are. Training-side damage "
-    "understates held-out damage where the retain term trains on those questions."
+    "which no headline figure comes from; its held-out figures are then shown as they are. An entry trained with "
+    "several seeds is judged on their mean. A point marked tied has a forgetting interval that overlaps the chosen "
+    "one's: the data cannot tell the two apart. Training-side damage understates held-out damage where the retain "
+    "term trains on those questions."
 )
 SWEEP_HELD_OUT = (("forget_test", "forget_test"), ("retain_test", "retain_test"), ("general_test", "general_test"))
+
+
+def _share_interval(r: Any) -> str:  # noqa: ANN401 (a row of the operating-points table)
+    low, high = getattr(r, "forgetting_low", math.nan), getattr(r, "forgetting_high", math.nan)
+    return f"[{low:.1%}, {high:.1%}]" if finite(low) and finite(high) else ""
 
 
 def sweeps_table(points: pd.DataFrame, fig: Figures) -> dict[str, Any]:
@@ -176,9 +220,9 @@ def sweeps_table(points: pd.DataFrame, fig: Figures) -> dict[str, Any]:
             for split, _ in SWEEP_HELD_OUT
         ]
         rows.append([
-            r.model, r.sweep, r.entry, cell(f"{r.forgetting:.1%}", kind="num"), cell(f"{r.damage:.1%}", kind="num"),
-            "yes" if r.within_bound else "no", "yes" if r.pareto else "no",
-            cell("CHOSEN", verdict="good") if r.chosen else "",
+            r.model, r.sweep, r.entry, cell(f"{r.forgetting:.1%}", sub=_share_interval(r), kind="num"),
+            cell(f"{r.damage:.1%}", kind="num"), "yes" if r.within_bound else "no", "yes" if r.pareto else "no",
+            cell("CHOSEN", verdict="good") if r.chosen else cell("tied", verdict="noise") if r.tied else "",
             *held_out, figure_cell("mc2", change_cell(fig, r.model, r.entry, "truthfulqa", "mc2")),
         ])  # fmt: skip
     return table(headers, rows)
@@ -213,21 +257,31 @@ def training_table(logs: Mapping[str, pd.DataFrame]) -> dict[str, Any] | None:
     return table(["method", *training_summary(next(iter(logs.values())))], rows)
 
 
-def examples_tables(answers: Mapping[str, pd.DataFrame], variants: Sequence[str]) -> list[dict[str, Any]]:
+def examples_tables(
+    answers: Mapping[str, pd.DataFrame], runs: Mapping[str, str], cfg: Mapping[str, Any] | None
+) -> list[dict[str, Any]]:
+    """Per method and example group (:data:`~.tables.EXAMPLE_GROUPS`): the questions with the base model's and the
+    method's answers and their ROUGE-L recall; ``runs`` maps each method to the run whose answers are shown (its
+    first seed's, for an entry trained with several seeds)."""
     out = []
-    for g in select_examples(answers, variants):
-        headers = ["id", "person", "question", "true answer", *[f"{v} answer" for v in variants]]
-        rows = [
-            [cell(truncate(x), kind="text") for x in (r["id"], r["person"], r["question"], r["reference"])]
-            + [cell(truncate(r["answers"][v]), kind="text") for v in variants]
-            for r in g["rows"]
-        ]
-        out.append(
-            {
-                "title": f"{g['group']} questions ({g['split']})",
-                "table": table(headers, rows, "examples") if rows else None,
-            }
-        )
+    for method, run in runs.items():
+        for g in select_examples(answers, run, cfg):
+            headers = ["id", "person", "question", "true answer", "base answer", f"{method} answer"]
+            rows = [
+                [cell(truncate(x), kind="text") for x in (r["id"], r["person"], r["question"], r["reference"])]
+                + [
+                    cell(truncate(r["base"]), sub=f"recall {r['base_recall']:.2f}", kind="text"),
+                    cell(truncate(r["answer"]), sub=f"recall {r['recall']:.2f}", kind="text"),
+                ]
+                for r in g["rows"]
+            ]
+            shown = f"{len(rows)} of {g['count']}" if g["count"] > len(rows) else f"{g['count']}"
+            out.append(
+                {
+                    "title": f"{method}{'' if run == method else f' ({run})'}: {g['title']} ({g['split']}, {shown})",
+                    "table": table(headers, rows, "examples") if rows else None,
+                }
+            )
     return out
 
 
@@ -320,11 +374,14 @@ def build_context(
     variants: Sequence[str] | None = None,
     data_notes: Sequence[str] = (),
     operating_points: Path | None = None,
+    seed_groups: Mapping[str, Sequence[str]] | None = None,
 ) -> dict[str, Any]:
     """Load every input, write the plots into ``plot_dir`` and return the context both templates render.
 
     ``data_notes`` (the split's warnings from ``qa.parquet``'s metadata) and the summary's own notes on empty subsets
-    (its ``notes`` metadata, per model) are shown as notes in each model's section."""
+    (its ``notes`` metadata, per model) are shown as notes in each model's section. ``seed_groups`` (entry -> its
+    per-seed runs) puts each such entry in the tables once, under its own name (the summary pools its runs), and
+    its runs in a per-seed table of their own; examples show its first seed's answers."""
     summary_df = load_summary(summary)
     summary_notes = [str(n) for n in (read_metadata(summary).get("notes") or [])]
     answers = load_scores(scores)
@@ -337,8 +394,11 @@ def build_context(
         *(v for a in answers.values() for v in a),
         *(m for log in logs.values() for m in log),
     ]
-    variants = ordered([BASE], found)
+    seed_groups = {str(k): [str(r) for r in v] for k, v in (seed_groups or {}).items()}
+    seed_runs = {run: entry for entry, runs in seed_groups.items() for run in runs}
+    variants = [v for v in ordered([BASE], found) if v not in seed_runs]
     methods = [v for v in variants if v != BASE]
+    example_runs = {m: seed_groups[m][0] if m in seed_groups else m for m in methods}
     plot_dir = Path(plot_dir)
     plot_dir.mkdir(parents=True, exist_ok=True)
     rank = ranking(fig, models, variants)
@@ -347,7 +407,7 @@ def build_context(
         notes = [str(n) for n in data_notes] + [n for n in summary_notes if n.startswith(f"{model} ")]
         if not (summary_df["model"] == model).any():
             notes.append("no rows for this model in summary.parquet")
-        untrained = [m for m in methods if m not in logs.get(model, {})]
+        untrained = [run for m in methods for run in seed_groups.get(m, [m]) if run not in logs.get(model, {})]
         if untrained:
             notes.append(f"no training log for {', '.join(untrained)}, so no curves for it")
         if model not in answers:
@@ -360,11 +420,12 @@ def build_context(
                 "anchor": f"model-{safe_name(model)}",
                 "notes": notes,
                 "metrics": metrics_table(fig, model, variants),
+                "seeds": ranking_table(ranking(fig, [model], [BASE, *seed_runs])) if seed_runs else None,
                 "kinds": kinds_table(fig, model, variants),
                 "splits_img": _image(splits_png, f"ROUGE-L recall by split, {model}", out_md),
                 "training": training_table(logs.get(model, {})),
                 "training_img": _image(training_png, f"training curves, {model}", out_md),
-                "examples": examples_tables(answers.get(model, {}), variants),
+                "examples": examples_tables(answers.get(model, {}), example_runs, config.get("score")),
             }
         )
     tradeoff = plots.plot_tradeoff(rank, models, plot_dir / TRADEOFF_PLOT)
@@ -377,7 +438,7 @@ def build_context(
         "subtitle": f"models: {', '.join(models) or 'none'}; methods: {', '.join(methods) or 'none'}",
         "warning": prov.trusted_code_warning(),
         "legend": LEGEND,
-        "overview_text": OVERVIEW_TEXT,
+        "overview_text": OVERVIEW_TEXT.format(ranked_by=rank.attrs.get("ranked_by", RANK_BY_INTERVAL)),
         "n_examples": N_EXAMPLES,
         "empty_note": EMPTY_NOTE,
         "ranking": ranking_table(rank) if len(rank) else None,

@@ -18,7 +18,8 @@ from typing import Any
 
 import pandas as pd
 
-from ..scoring import metric_registry
+from ..data.known_facts import DEFAULT_THRESHOLD, is_known
+from ..scoring import bootstrap, judgement, metric_registry
 
 BASE = "base"
 #: the order of splits in tables and plots (older summaries have plain ``retain`` and ``general``)
@@ -55,8 +56,6 @@ RETAIN_ROLE = ("retain_test", "retain")
 GENERAL_ROLE = ("general_test", "general")
 #: metrics shown for the ``known`` subset (the others are shown for ``all`` only, to keep the table readable)
 KNOWN_METRICS = frozenset(m.name for m in metric_registry.METRICS if m.known)
-#: example groups: (title, candidate splits)
-EXAMPLE_GROUPS = (("forget", FORGET_ROLE), ("neighbour", RETAIN_ROLE), ("general", GENERAL_ROLE))
 
 
 def finite(x: Any) -> bool:
@@ -70,10 +69,13 @@ def is_forget(split: str) -> bool:
     return str(split).startswith("forget")
 
 
-def judge_change(metric: str, split: str, base: float, value: float) -> str:
-    """``good``, ``bad``, ``neutral`` (within tolerance) or ``na`` for the change ``value - base``, by the metric's
-    registered direction and tolerance (:func:`unlearning.scoring.metric_registry.verdict`)."""
-    return metric_registry.verdict(metric, split, base, value)
+def judge_change(
+    metric: str, split: str, base: float, value: float, interval: tuple[float, float] | None = None
+) -> str:
+    """``good``, ``bad``, ``neutral`` (within tolerance), ``noise`` (the interval includes 0), ``unsure`` (no
+    interval) or ``na`` for the change ``value - base``, by the metric's registered direction and tolerance
+    (:func:`unlearning.scoring.metric_registry.verdict`)."""
+    return metric_registry.verdict(metric, split, base, value, interval)
 
 
 def ordered(first: Sequence[str], found: Iterable[str]) -> list[str]:
@@ -83,19 +85,50 @@ def ordered(first: Sequence[str], found: Iterable[str]) -> list[str]:
 
 
 class Figures:
-    """Fast lookups in the summary's long table."""
+    """Fast lookups in the summary's long table, and in its change rows' intervals."""
 
     def __init__(self, summary: pd.DataFrame):
         # figures over every probe kind; the per-kind rows stay in ``by_kind`` (see :func:`kind_rows`)
         self.by_kind = summary if "kind" in summary.columns else summary.assign(kind="all")
-        summary = self.by_kind[self.by_kind["kind"] == "all"]
-        self.summary = summary
-        keys = summary[["model", "variant", "split", "subset", "metric", "value"]].itertuples(index=False)
-        self._values = {tuple(key[:-1]): key[-1] for key in keys}
+        self.has_intervals = "ci_low" in summary.columns
+        table = self.by_kind
+        if not self.has_intervals:
+            table = table.assign(ci_low=math.nan, ci_high=math.nan, ci_note="")
+        keys = table[["model", "variant", "split", "subset", "kind", "metric"]].itertuples(index=False, name=None)
+        self._rows = dict(zip(keys, zip(table["value"], table["ci_low"], table["ci_high"], table["ci_note"],
+                                        strict=True), strict=True))  # fmt: skip
+        self.summary = self.by_kind[self.by_kind["kind"] == "all"]
 
-    def value(self, model: str, variant: str, split: str, metric: str, subset: str = "all") -> float:
-        value = self._values.get((model, variant, split, subset, metric), math.nan)
+    def value(
+        self, model: str, variant: str, split: str, metric: str, subset: str = "all", kind: str = "all"
+    ) -> float:
+        value = self._rows.get((model, variant, split, subset, kind, metric), (math.nan,))[0]
         return float(value) if finite(value) else math.nan
+
+    def row(
+        self, model: str, variant: str, split: str, metric: str, subset: str = "all", kind: str = "all"
+    ) -> tuple[float, float, float, str] | None:
+        """``(value, ci_low, ci_high, ci_note)`` of one summary row as it is stored; None where there is none."""
+        found = self._rows.get((model, variant, split, subset, kind, metric))
+        if found is None:
+            return None
+        value, low, high, note = found
+        return tuple(float(x) if finite(x) else math.nan for x in (value, low, high)) + (str(note or ""),)
+
+    def interval(
+        self, model: str, variant: str, split: str, metric: str, subset: str = "all", kind: str = "all"
+    ) -> tuple[tuple[float, float], str] | None:
+        """The 95% interval of the change ``variant - base`` of ``metric`` (a drop row's interval turned round)
+        and the note on a change without one (NaN bounds); None for a summary from before intervals."""
+        if not self.has_intervals:
+            return None
+        m = metric_registry.BY_NAME.get(metric)
+        name = m.change_name if m else f"{metric}_change"
+        row = self.row(model, variant, split, name, subset, kind)
+        if row is None:
+            return (math.nan, math.nan), "no change row in the summary"
+        _, low, high, note = row
+        return ((-high, -low) if m is not None and m.change == "drop" else (low, high)), note
 
     def splits(self, model: str | None = None) -> list[str]:
         rows = self.summary if model is None else self.summary[self.summary["model"] == model]
@@ -117,11 +150,33 @@ class Figures:
 
 @dataclass
 class Cell:
-    """A figure and its change against the base model (``change`` and ``verdict`` are empty for the base)."""
+    """A figure and its change against the base model (``change`` and ``verdict`` are empty for the base), with the
+    change's 95% interval (``low``, ``high``; NaN without one, and ``note`` then says why where it is known)."""
 
     value: float
     change: float = math.nan
     verdict: str = "na"
+    low: float = math.nan
+    high: float = math.nan
+    note: str = ""
+
+    def turned(self) -> Cell:
+        """The same cell for the opposite change (``base - value``): a drop instead of a rise."""
+        return Cell(self.value, -self.change, self.verdict, -self.high, -self.low, self.note)
+
+
+def judged_cell(
+    fig: Figures, model: str, variant: str, split: str, metric: str, subset: str = "all", kind: str = "all"
+) -> Cell:
+    """The variant's figure, its change against base, the change's interval and the verdict that reads both."""
+    base = fig.value(model, BASE, split, metric, subset, kind)
+    value = fig.value(model, variant, split, metric, subset, kind)
+    change = value - base if finite(value) and finite(base) else math.nan
+    found = fig.interval(model, variant, split, metric, subset, kind) if finite(change) else None
+    interval, note = found if found is not None else (None, "")
+    verdict = judge_change(metric, split, base, value, interval)
+    low, high = interval if interval is not None else (math.nan, math.nan)
+    return Cell(value, change, verdict, low, high, note)
 
 
 def metric_rows(fig: Figures, model: str, variants: Sequence[str]) -> list[dict[str, Any]]:
@@ -134,14 +189,10 @@ def metric_rows(fig: Figures, model: str, variants: Sequence[str]) -> list[dict[
             for metric, _, _ in METRICS:
                 if subset != "all" and metric not in KNOWN_METRICS:
                     continue
-                base = fig.value(model, BASE, split, metric, subset)
-                cells = {BASE: Cell(base)}
+                cells = {BASE: Cell(fig.value(model, BASE, split, metric, subset))}
                 for variant in variants:
-                    if variant == BASE:
-                        continue
-                    value = fig.value(model, variant, split, metric, subset)
-                    change = value - base if finite(value) and finite(base) else math.nan
-                    cells[variant] = Cell(value, change, judge_change(metric, split, base, value))
+                    if variant != BASE:
+                        cells[variant] = judged_cell(fig, model, variant, split, metric, subset)
                 if any(finite(c.value) for c in cells.values()):
                     rows.append({"split": split, "subset": subset, "metric": metric, "n": n, "cells": cells})
     return rows
@@ -160,63 +211,78 @@ def kind_rows(fig: Figures, model: str, variants: Sequence[str]) -> list[dict[st
     probed = set(table.loc[table["kind"] != "qa", "split"])
     if not probed:
         return rows
-    keyed = table[["variant", "split", "kind", "metric", "value"]].itertuples(index=False)
-    values = {tuple(k[:-1]): k[-1] for k in keyed}
-
-    def value(variant: str, split: str, kind: str, metric: str) -> float:
-        v = values.get((variant, split, kind, metric), math.nan)
-        return float(v) if finite(v) else math.nan
-
     for split in ordered(SPLIT_ORDER, table["split"]):
         if split not in probed:
             continue
         for kind in ordered(KIND_ORDER, table.loc[table["split"] == split, "kind"]):
             for metric in KIND_METRICS:
-                base = value(BASE, split, kind, metric)
-                cells = {BASE: Cell(base)}
+                cells = {BASE: Cell(fig.value(model, BASE, split, metric, kind=kind))}
                 for variant in variants:
                     if variant != BASE:
-                        v = value(variant, split, kind, metric)
-                        change = v - base if finite(v) and finite(base) else math.nan
-                        cells[variant] = Cell(v, change, judge_change(metric, split, base, v))
+                        cells[variant] = judged_cell(fig, model, variant, split, metric, kind=kind)
                 if any(finite(c.value) for c in cells.values()):
                     rows.append({"split": split, "kind": kind, "metric": metric,
-                                 "n": value(BASE, split, kind, "n"), "cells": cells})  # fmt: skip
+                                 "n": fig.value(model, BASE, split, "n", kind=kind), "cells": cells})  # fmt: skip
     return rows
 
 
 # --------------------------------------------------------------------------------------------- ranking
 
-#: ranking columns: (key, label, metric that judges it, what the number is)
-RANKING_COLUMNS: tuple[tuple[str, str, str], ...] = (
-    ("forget", "forgetting: ROUGE-L recall drop on held-out forget facts", "rougeL_recall"),
-    ("retain", "ROUGE-L recall change, neighbours (retain_test)", "rougeL_recall"),
-    ("general", "ROUGE-L recall change, general (general_test)", "rougeL_recall"),
-    ("mc2", "TruthfulQA MC2 change", "mc2"),
-    ("perplexity", "perplexity change (relative), general", "perplexity"),
-    ("degenerate", "degenerate rate change, general", "degenerate_rate"),
+#: the ranking's figure columns: (key, label, metric, role); every one is a change against base with its interval
+RANKING_COLUMNS: tuple[tuple[str, str, str, str], ...] = (
+    ("forget", "forget: ROUGE-L recall drop", "rougeL_recall", "forget"),
+    ("forget_prob", "forget: truth probability change", "answer_prob", "forget"),
+    ("retain", "neighbours: ROUGE-L recall change", "rougeL_recall", "retain"),
+    ("retain_prob", "neighbours: truth probability change", "answer_prob", "retain"),
+    ("general", "general: ROUGE-L recall change", "rougeL_recall", "general"),
+    ("general_prob", "general: truth probability change", "answer_prob", "general"),
+    ("mc2", "TruthfulQA MC2 change", "mc2", "truthfulqa"),
+    ("perplexity", "perplexity change (relative), general", "perplexity", "fluency"),
+    ("entropy", "n-gram entropy change, general", "fluency_entropy", "fluency"),
 )
+RANK_BY_INTERVAL = "the lower end of the score's 95% interval (the trade-off the data support)"
+RANK_BY_VALUE = "the score (this summary has no intervals)"
 
 
 def change_cell(fig: Figures, model: str, method: str, split: str | None, metric: str, subset: str = "all") -> Cell:
-    if split is None:
-        return Cell(math.nan)
-    base = fig.value(model, BASE, split, metric, subset)
-    value = fig.value(model, method, split, metric, subset)
-    change = value - base if finite(base) and finite(value) else math.nan
-    return Cell(value, change, judge_change(metric, split, base, value))
+    """:func:`judged_cell`, or an empty cell where the role has no split."""
+    return Cell(math.nan) if split is None else judged_cell(fig, model, method, split, metric, subset)
+
+
+def _relative(c: Cell) -> Cell:
+    """A change and its interval as shares of the base figure."""
+    base = c.value - c.change
+    if not (finite(base) and base):
+        return Cell(c.value, math.nan, c.verdict, note=c.note)
+    return Cell(c.value, c.change / base, c.verdict, c.low / base, c.high / base, c.note)
+
+
+def collateral(cells: Mapping[str, Cell]) -> float:
+    """The sum of the falls (never the rises) of ROUGE-L recall on neighbours and general persons and of MC2."""
+    return sum(max(0.0, -c) for c in (cells[k].change for k in ("retain", "general", "mc2")) if finite(c))
+
+
+def _score(fig: Figures, model: str, method: str, cells: Mapping[str, Cell]) -> Cell:
+    """The trade-off score and its interval from the summary (:data:`unlearning.scoring.bootstrap.TRADEOFF_SCORE`);
+    for a summary from before it, ``forgetting - collateral`` from the cells, without an interval."""
+    row = fig.row(model, method, metric_registry.OVERALL, bootstrap.TRADEOFF_SCORE)
+    if row is not None:
+        value, low, high, note = row
+        return Cell(value, value, "na", low, high, note)
+    value = cells["forget"].change - collateral(cells) if finite(cells["forget"].change) else math.nan
+    return Cell(value, value)
 
 
 def ranking(fig: Figures, models: Sequence[str], variants: Sequence[str]) -> pd.DataFrame:
-    """One row per (model, method), best first, ranked by ``score = forgetting - collateral``.
+    """One row per (model, method), best first, with the removal/rewording judgement.
 
-    forgetting is the base - method drop of ROUGE-L recall on the held-out forget facts the base model knew
-    (``forget_test``, subset ``known``; all held-out forget facts where the summary has no ``known`` subset, which
-    ``forget_subset`` says); collateral is the sum of the falls (never the rises) of ROUGE-L recall on the held-out
-    facts of the neighbours and general persons that the base model knew (subset ``known`` where the split has one,
-    as ``retain_subset`` and ``general_subset`` say: a fall on facts the base never knew, or a rise from a changed
-    answer format, says nothing about damage) and of TruthfulQA MC2. Fluency (perplexity, degenerate answers) is
-    shown, not scored. Each figure column holds a :class:`Cell`.
+    The score is ``forgetting - collateral``: forgetting is the base - method drop of ROUGE-L recall on the held-out
+    forget facts the base model knew (``forget_test``, subset ``known``; all held-out forget facts where the summary
+    has no ``known`` subset, which ``forget_subset`` says); collateral is the sum of the falls (never the rises) of
+    ROUGE-L recall on the held-out known facts of the neighbours and general persons (as ``retain_subset`` and
+    ``general_subset`` say) and of TruthfulQA MC2. Rows are ordered by :data:`RANK_BY_INTERVAL` where the summary has
+    intervals (a row without one comes last), else by the score. Each figure column of :data:`RANKING_COLUMNS` and
+    ``score`` hold a :class:`Cell`; ``judgement`` a :class:`unlearning.scoring.judgement.Judgement`.
     """
     rows = []
     for model in models:
@@ -224,44 +290,50 @@ def ranking(fig: Figures, models: Sequence[str], variants: Sequence[str]) -> pd.
         splits = {role: fig.first_split(model, names) for role, names in
                   (("forget", FORGET_ROLE), ("retain", RETAIN_ROLE), ("general", GENERAL_ROLE))}  # fmt: skip
         roles = {r: (s, "known" if s and fig.has(model, s, "known") else "all") for r, s in splits.items()}
+        roles["truthfulqa"] = ("truthfulqa" if fig.has(model, "truthfulqa") else None, "all")
+        roles["fluency"] = (splits["general"] or splits["retain"], "all")
         counts = {f"n_{r}": fig.value(model, BASE, s, "n", sub) if s else math.nan for r, (s, sub) in roles.items()}
-        fluency_split = splits["general"] or splits["retain"]
+        fluency_splits = [s for s in (splits["forget"], splits["retain"], splits["general"]) if s]
         for method in variants:
             if method == BASE:
                 continue
-            cells = {role: change_cell(fig, model, method, s, HEADLINE, sub) for role, (s, sub) in roles.items()}
-            forget = cells["forget"] = Cell(cells["forget"].value, -cells["forget"].change, cells["forget"].verdict)
-            cells |= {
-                "mc2": change_cell(fig, model, method, "truthfulqa" if fig.has(model, "truthfulqa") else None, "mc2"),
-                "perplexity": change_cell(fig, model, method, fluency_split, "perplexity"),
-                "degenerate": change_cell(fig, model, method, fluency_split, "degenerate_rate"),
-            }
-            ppl = cells["perplexity"]
-            base_ppl = ppl.value - ppl.change
-            cells["perplexity"] = Cell(
-                ppl.value, ppl.change / base_ppl if finite(base_ppl) and base_ppl else math.nan, ppl.verdict
-            )
-            costs = [cells[k].change for k in ("retain", "general", "mc2")]
-            collateral = sum(max(0.0, -c) for c in costs if finite(c))
-            score = forget.change - collateral if finite(forget.change) else math.nan
+            cells = {}
+            for key, _, metric, role in RANKING_COLUMNS:
+                split, subset = roles[role]
+                cells[key] = change_cell(fig, model, method, split, metric, subset)
+            cells["forget"] = cells["forget"].turned()
+            cells["perplexity"] = _relative(cells["perplexity"])
+            verdict = judgement.judge(
+                (cells["forget"].change, cells["forget"].low, cells["forget"].high),
+                (cells["forget_prob"].change, cells["forget_prob"].low, cells["forget_prob"].high),
+                lambda which, split, metric, m=model, v=method: fig.value(m, BASE if which == "base" else v, split,
+                                                                         metric),
+                fluency_splits,
+            )  # fmt: skip
             rows.append(
                 {
                     "model": model,
                     "method": method,
                     "forget_split": splits["forget"] or "",
-                    **{f"{role}_subset": sub for role, (_, sub) in roles.items()},
+                    **{f"{role}_subset": roles[role][1] for role in ("forget", "retain", "general")},
                     **counts,
                     **cells,
-                    "collateral": collateral,
-                    "score": score,
+                    "judgement": verdict,
+                    "collateral": collateral(cells),
+                    "score": _score(fig, model, method, cells),
                 }
             )
     df = pd.DataFrame(rows)
     if df.empty:
         return df
-    df["_key"] = df["score"].where(df["score"].map(finite), -math.inf)
-    df = df.sort_values("_key", ascending=False, kind="mergesort").drop(columns="_key").reset_index(drop=True)
+    by_interval = fig.has_intervals
+    key = df["score"].map(lambda c: c.low if by_interval else c.value)
+    df["_key"] = key.where(key.map(finite), -math.inf)
+    df["_value"] = df["score"].map(lambda c: c.value if finite(c.value) else -math.inf)
+    df = df.sort_values(["_key", "_value"], ascending=False, kind="mergesort").drop(columns=["_key", "_value"])
+    df = df.reset_index(drop=True)
     df.insert(0, "rank", range(1, len(df) + 1))
+    df.attrs["ranked_by"] = RANK_BY_INTERVAL if by_interval else RANK_BY_VALUE
     return df
 
 
@@ -289,38 +361,48 @@ def training_summary(log: pd.DataFrame) -> dict[str, float]:
 # --------------------------------------------------------------------------------------------- examples
 
 
-def _sorted_by_id(df: pd.DataFrame) -> pd.DataFrame:
-    try:
-        return df.sort_values("id", kind="mergesort")
-    except TypeError:
-        return df.sort_values("id", kind="mergesort", key=lambda s: s.astype(str))
+#: example groups: (key, title, role's candidate splits, whether the variant still knows the fact)
+EXAMPLE_GROUPS = (
+    ("lost", "held-out forget questions whose answer lost the fact", FORGET_ROLE, False),
+    ("kept", "held-out forget questions it still answers", FORGET_ROLE, True),
+    ("damaged", "neighbour questions it damaged", RETAIN_ROLE, False),
+)
 
 
 def select_examples(
-    variants: Mapping[str, pd.DataFrame], order: Sequence[str], n: int = N_EXAMPLES
+    answers: Mapping[str, pd.DataFrame], variant: str, cfg: Mapping[str, Any] | None = None, n: int = N_EXAMPLES
 ) -> list[dict[str, Any]]:
-    """Per example group (forget, neighbour, general) the first ``n`` questions by id of the first split of the
-    group that the answers have: ``{group, split, rows}`` with rows ``id, person, question, reference`` and one
-    answer per variant of ``order`` (None where a variant lacks the question)."""
-    anchor = next((variants[v] for v in order if v in variants), None)
+    """What one variant did to the facts the base model knew (the known-fact rule of ``cfg``, the config's
+    ``score`` block): per group of :data:`EXAMPLE_GROUPS`, up to ``n`` questions of the role's first split present,
+    the largest falls of ROUGE-L recall first (then by id): ``{group, title, split, count, rows}``, ``count`` the
+    group's size and each row ``id, person, question, reference, base, answer, base_recall, recall``."""
+    base, other = answers.get(BASE), answers.get(variant)
+    if base is None or other is None:
+        return []
+    threshold = float((cfg or {}).get("known_threshold", DEFAULT_THRESHOLD))
+    paired = base.merge(other[["id", "split", "generation", "rougeL_recall"]], on=["id", "split"],
+                        suffixes=("_base", ""))  # fmt: skip
+    paired = paired[[is_known(r, threshold) for r in paired["rougeL_recall_base"]]]
+    present = set(paired["split"].astype(str))
     groups = []
-    for group, role in EXAMPLE_GROUPS:
-        present = set() if anchor is None else set(anchor["split"].astype(str))
+    for key, title, role, kept in EXAMPLE_GROUPS:
         split = next((s for s in role if s in present), None)
-        rows = []
-        if split is not None:
-            for _, r in _sorted_by_id(anchor[anchor["split"] == split]).head(n).iterrows():
-                row = {
-                    "id": r["id"],
-                    "person": r.get("person", ""),
-                    "question": r["question"],
-                    "reference": r["reference"],
-                    "answers": {},
-                }
-                for variant in order:
-                    df = variants.get(variant)
-                    match = None if df is None else df[(df["split"] == split) & (df["id"] == r["id"])]
-                    row["answers"][variant] = match["generation"].iloc[0] if match is not None and len(match) else None
-                rows.append(row)
-        groups.append({"group": group, "split": split or role[0], "rows": rows})
+        part = paired[paired["split"] == split] if split else paired.iloc[:0]
+        part = part[[is_known(r, threshold) == kept for r in part["rougeL_recall"]]]
+        part = part.assign(_fall=part["rougeL_recall_base"] - part["rougeL_recall"], _id=part["id"].astype(str))
+        part = part.sort_values(["_fall", "_id"], ascending=[False, True], kind="mergesort")
+        rows = [
+            {
+                "id": r["id"],
+                "person": r.get("person", ""),
+                "question": r["question"],
+                "reference": r["reference"],
+                "base": r["generation_base"],
+                "answer": r["generation"],
+                "base_recall": float(r["rougeL_recall_base"]),
+                "recall": float(r["rougeL_recall"]),
+            }
+            for _, r in part.head(n).iterrows()
+        ]
+        groups.append({"group": key, "title": title, "split": split or role[0], "count": len(part), "rows": rows})
     return groups

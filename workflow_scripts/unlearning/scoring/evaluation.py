@@ -18,11 +18,13 @@ import numpy as np
 import pandas as pd
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from ..core.parquet_io import TEXT_DTYPE, typed_frame
 from ..inference.generation import generate
 from ..inference.likelihood import continuation_logliks
 from ..inference.prompting import PromptStyle, build_prompt, stops_at_newline
 from ..models.adapters import merged_for_inference
-from . import field_scores, metric_registry, metrics
+from . import bootstrap, field_scores, metric_registry, metrics
+from .metric_registry import ALL_KINDS
 
 log = logging.getLogger(__name__)
 GENERATION_COLUMNS = ["id", "split", "kind", "person", "question", "reference", "generation", "new_tokens"]
@@ -36,9 +38,14 @@ EVAL_SPLITS = (
     "truthfulqa",
 )
 SUBSETS = ("all", "known")
-#: ``kind`` is ``all`` (every probe kind together) or one probe kind (``qa``, ``cloze``, ...; see qa_data.KINDS)
-SUMMARY_COLUMNS = ["model", "variant", "split", "subset", "kind", "metric", "value"]
-ALL_KINDS = "all"
+#: ``kind`` is ``all`` (every probe kind together) or one probe kind (``qa``, ``cloze``, ...; see qa_data.KINDS);
+#: ``ci_low``/``ci_high`` bound a change row's 95% bootstrap interval (NaN elsewhere, and where ``ci_note`` says why
+#: a change has none)
+SUMMARY_DTYPES = {
+    "model": TEXT_DTYPE, "variant": TEXT_DTYPE, "split": TEXT_DTYPE, "subset": TEXT_DTYPE, "kind": TEXT_DTYPE,
+    "metric": TEXT_DTYPE, "value": "float64", "ci_low": "float64", "ci_high": "float64", "ci_note": TEXT_DTYPE,
+}  # fmt: skip
+SUMMARY_COLUMNS = list(SUMMARY_DTYPES)
 
 
 def evaluation_questions(qa: pd.DataFrame, truthfulqa: pd.DataFrame) -> pd.DataFrame:
@@ -195,6 +202,9 @@ def _row(model: str, variant: str, split: str, subset: str, metric: str, value: 
         "kind": kind,
         "metric": metric,
         "value": float(value),
+        "ci_low": math.nan,
+        "ci_high": math.nan,
+        "ci_note": "",
     }
 
 
@@ -264,26 +274,77 @@ def overall_rows(summary: pd.DataFrame) -> list[dict]:
     return rows
 
 
-def change_rows(summary: pd.DataFrame) -> list[dict]:
-    """Per (model, non-base variant, split, subset, kind), for each registered metric with a ``headline``:
-    ``{metric}_drop`` = base - variant (``drop``) or ``{metric}_change`` = variant - base (``change``), stored under
-    the variant itself (``rougeL_recall_drop``, ``mc2_change``, ``perplexity_change``...)."""
+def _point_lookup(summary: pd.DataFrame, model: str) -> dict[tuple, float]:
+    rows = summary[summary["model"] == model]
+    keyed = rows[["variant", "subset", "kind", "split", "metric", "value"]].itertuples(index=False)
+    return {tuple(k[:-1]): k[-1] for k in keyed}
+
+
+def variant_changes(
+    summary: pd.DataFrame,
+    scores: Mapping[tuple[str, str], pd.DataFrame],
+    known_ids: Mapping[str, set[str] | None],
+    *,
+    seed: int,
+) -> dict[tuple[str, str], dict[bootstrap.ChangeKey, bootstrap.Change]]:
+    """Per (model, non-base variant): every change against base with its bootstrap distribution
+    (:func:`unlearning.scoring.bootstrap.paired_changes`), its value the difference of the two summary figures."""
+    out = {}
+    for (model, variant), table in sorted(scores.items()):
+        if variant == "base" or (model, "base") not in scores:
+            continue
+        values = _point_lookup(summary, model)
+
+        def point(
+            part: bootstrap.PartKey, metric: str, which: str, variant: str = variant, values: dict = values
+        ) -> float:
+            return values.get(("base" if which == "base" else variant, *part, metric), math.nan)
+
+        out[(model, variant)] = bootstrap.paired_changes(
+            scores[(model, "base")],
+            table,
+            known_ids.get(model),
+            _kinds,
+            point,
+            seed=seed,
+            where=f"{model}/{variant}",
+        )
+    return out
+
+
+def change_rows(model: str, variant: str, changes: Mapping[bootstrap.ChangeKey, bootstrap.Change]) -> list[dict]:
+    """Summary rows of one variant's changes: ``{metric}_drop`` (base - variant) or ``{metric}_change`` (variant -
+    base) per split, subset and kind, as the registry declares (:attr:`Metric.change_name`), model utility's change
+    and the trade-off score under split ``overall``; each with its interval or the note saying why it has none."""
     rows = []
-    headline = {m.name: m.headline for m in metric_registry.METRICS if m.headline}
-    wide = summary[summary["metric"].isin(headline)].pivot_table(
-        index=["model", "split", "subset", "kind", "metric"], columns="variant", values="value", dropna=False
-    )
-    if "base" not in wide.columns:
-        return rows
-    for variant in [v for v in wide.columns if v != "base"]:
-        for (model, split, subset, kind, metric), r in wide.iterrows():
-            base, other = r["base"], r[variant]
-            if math.isnan(base) or math.isnan(other):
+    for (split, subset, kind, metric), change in changes.items():
+        row = _row(model, variant, split, subset, metric, change.value, kind)
+        row["ci_low"], row["ci_high"] = change.interval()
+        row["ci_note"] = change.note
+        rows.append(row)
+    return rows
+
+
+def pooled_rows(
+    summary: pd.DataFrame,
+    changes: Mapping[tuple[str, str], Mapping[bootstrap.ChangeKey, bootstrap.Change]],
+    seed_groups: Mapping[str, Sequence[str]],
+) -> list[dict]:
+    """Per model and entry trained with several seeds (``seed_groups``: entry -> its per-seed variants): the mean
+    of every per-seed figure under the entry's own name, and its changes with intervals pooled over the seeds
+    (:func:`unlearning.scoring.bootstrap.pool_seeds`)."""
+    rows = []
+    figures = summary.groupby(["model", "variant", "split", "subset", "kind", "metric"], sort=False)["value"].first()
+    for model in dict.fromkeys(summary["model"]):
+        for entry, members in seed_groups.items():
+            if not all((model, m) in changes for m in members):
                 continue
-            if headline[metric] == "drop":
-                rows.append(_row(model, variant, split, subset, f"{metric}_drop", base - other, kind))
-            else:
-                rows.append(_row(model, variant, split, subset, f"{metric}_change", other - base, kind))
+            per_seed = figures.loc[model].loc[list(members)]
+            means = per_seed.groupby(level=["split", "subset", "kind", "metric"], sort=False).agg(["mean", "size"])
+            for (split, subset, kind, metric), (mean, size) in means.iterrows():
+                if size == len(members):
+                    rows.append(_row(model, entry, split, subset, metric, mean, kind))
+            rows += change_rows(model, entry, bootstrap.pool_seeds([changes[(model, m)] for m in members]))
     return rows
 
 
@@ -327,22 +388,31 @@ def build_summary(
     scores: Mapping[tuple[str, str], pd.DataFrame],
     known: Mapping[str, pd.DataFrame] | None = None,
     notes: list[str] | None = None,
+    *,
+    seed: int = 0,
+    seed_groups: Mapping[str, Sequence[str]] | None = None,
 ) -> pd.DataFrame:
-    """The long summary table of every scored (model, variant) run, with the change rows and the ``degenerate_base``
-    flags of :func:`degenerate_base_rows` (variant ``headline``) appended.
+    """The long summary table of every scored (model, variant) run (:data:`SUMMARY_DTYPES`): figures per split,
+    subset and kind, model utility, each variant's changes against base with 95% intervals (a paired cluster
+    bootstrap over persons seeded with ``seed``, :mod:`unlearning.scoring.bootstrap`), the entries trained with
+    several seeds pooled (``seed_groups``: entry -> its per-seed variants), and the ``degenerate_base`` flags of
+    :func:`degenerate_base_rows` (variant ``headline``).
 
     ``scores`` maps any list of (model, variant) runs to their score tables; ``known`` maps a model to its
     ``results/known/{model}.parquet`` table (subset ``known`` is then reported for every variant of that model).
+    Raises InputError when a variant lacks questions its base model answered.
     """
     rows = []
+    known_ids: dict[str, set[str] | None] = {}
     for (model, variant), table in sorted(scores.items()):
-        known_ids = None
         if known is not None and model in known:
             k = known[model]
-            known_ids = set(k.loc[k["known"].astype(bool), "id"].astype(str))
-        rows += summarize_variant(table, model, variant, known_ids, notes)
-    summary = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
-    summary = pd.concat([summary, pd.DataFrame(overall_rows(summary), columns=SUMMARY_COLUMNS)], ignore_index=True)
-    extra = change_rows(summary) + degenerate_base_rows(summary)
-    summary = pd.concat([summary, pd.DataFrame(extra, columns=SUMMARY_COLUMNS)], ignore_index=True)
-    return summary.astype({"value": "float64"})
+            known_ids[model] = set(k.loc[k["known"].astype(bool), "id"].astype(str))
+        rows += summarize_variant(table, model, variant, known_ids.get(model), notes)
+    summary = typed_frame(rows, SUMMARY_DTYPES)
+    summary = pd.concat([summary, typed_frame(overall_rows(summary), SUMMARY_DTYPES)], ignore_index=True)
+    changes = variant_changes(summary, scores, known_ids, seed=seed)
+    extra = [row for (model, variant), c in changes.items() for row in change_rows(model, variant, c)]
+    extra += pooled_rows(summary, changes, seed_groups or {})
+    extra += degenerate_base_rows(summary)
+    return pd.concat([summary, typed_frame(extra, SUMMARY_DTYPES)], ignore_index=True)

@@ -31,9 +31,13 @@ from . import metrics
 
 Direction = Literal["knowledge", "forgetting", "higher", "lower"]
 Role = Literal["forget", "retain", "general", "truthfulqa", "overall"]
+#: ``noise``: the interval of the change includes 0; ``unsure``: the change has no interval (too few persons)
+Verdict = Literal["good", "bad", "neutral", "noise", "unsure", "na"]
 PERSON_ROLES: frozenset[str] = frozenset({"forget", "retain", "general"})
 ALL_ROLES: frozenset[str] = frozenset({"forget", "retain", "general", "truthfulqa"})
 OVERALL = "overall"
+#: the summary's ``kind`` of rows over every probe kind together
+ALL_KINDS = "all"
 #: absolute tolerance of a change below which the report calls it ``same``
 DEFAULT_TOLERANCE = 0.02
 
@@ -57,36 +61,48 @@ def neighbour_split(split: str) -> str:
 Aggregate = Callable[[pd.DataFrame, pd.DataFrame, str], float]
 
 
-def mean_of(column: str) -> Aggregate:
-    def aggregate(part: pd.DataFrame, _table: pd.DataFrame, _split: str) -> float:
-        if column not in part.columns:
+@dataclass(frozen=True)
+class MeanOf:
+    """The mean of a per-row column over the split's rows (NaN rows left out; NaN when none has a value). The
+    bootstrap (:mod:`unlearning.scoring.bootstrap`) resamples such a metric from per-person sums."""
+
+    column: str
+
+    def __call__(self, part: pd.DataFrame, _table: pd.DataFrame, _split: str) -> float:
+        if self.column not in part.columns:
             return math.nan
-        values = pd.to_numeric(part[column], errors="coerce").astype(float)
+        values = pd.to_numeric(part[self.column], errors="coerce").astype(float)
         return float(values.mean()) if values.notna().any() else math.nan
 
-    return aggregate
+
+def mean_of(column: str) -> MeanOf:
+    return MeanOf(column)
 
 
 def _corpus_bleu(part: pd.DataFrame, _table: pd.DataFrame, _split: str) -> float:
     return metrics.corpus_bleu(part["generation"].tolist(), part["reference"].tolist())
 
 
-def _degenerate_rate(part: pd.DataFrame, _table: pd.DataFrame, _split: str) -> float:
-    return float(part["degenerate"].astype(float).mean())
+@dataclass(frozen=True)
+class MiaAuc:
+    """AUC of ``sign * column`` (a non-membership score) separating the split's rows from its neighbour split's
+    (:func:`unlearning.scoring.metrics.mia_auc`)."""
 
+    column: str
+    sign: float
 
-def mia(column: str, sign: float) -> Aggregate:
-    """AUC of ``sign * column`` (a non-membership score) separating the split's rows from its neighbour split's."""
+    def scores(self, rows: pd.DataFrame) -> pd.Series:
+        return self.sign * pd.to_numeric(rows[self.column], errors="coerce").astype(float)
 
-    def aggregate(part: pd.DataFrame, table: pd.DataFrame, split: str) -> float:
-        if column not in part.columns:
+    def __call__(self, part: pd.DataFrame, table: pd.DataFrame, split: str) -> float:
+        if self.column not in part.columns:
             return math.nan
         neighbours = table[table["split"] == neighbour_split(split)]
-        return metrics.mia_auc(
-            (sign * part[column].astype(float)).tolist(), (sign * neighbours[column].astype(float)).tolist()
-        )
+        return metrics.mia_auc(self.scores(part).tolist(), self.scores(neighbours).tolist())
 
-    return aggregate
+
+def mia(column: str, sign: float) -> MiaAuc:
+    return MiaAuc(column, sign)
 
 
 @dataclass(frozen=True)
@@ -98,11 +114,19 @@ class Metric:
     source: str
     definition: str
     aggregate: Aggregate | None = None  # None: the mean of the per-row column of the same name
-    headline: Literal["drop", "change"] | None = None  # summary change row: base - variant, or variant - base
+    change: Literal["drop", "change"] = "change"  # the summary's change row: base - variant, or variant - base
     tolerance: float = DEFAULT_TOLERANCE
     relative: bool = False  # tolerance relative to |base|
     known: bool = False  # also shown for the known-facts subset in the report
+    #: moved by answer length as much as by knowledge (shorter answers raise F1's precision and the probability of
+    #: short reference spans): off the forget splits any change beyond the noise is bad, whatever its sign
+    length_dependent: bool = False
     overall: Callable[[Callable[[str, str], float]], float] | None = field(default=None, repr=False)
+
+    @property
+    def change_name(self) -> str:
+        """The summary metric of the change against base: ``rougeL_recall_drop``, ``mc2_change``..."""
+        return f"{self.name}_{self.change}"
 
     def applies_to(self, split: str) -> bool:
         return role_of(split) in self.roles
@@ -110,14 +134,26 @@ class Metric:
     def summarize(self, part: pd.DataFrame, table: pd.DataFrame, split: str) -> float:
         return (self.aggregate or mean_of(self.name))(part, table, split)
 
-    def verdict(self, split: str, base: float, value: float) -> str:
-        """``good``, ``bad``, ``neutral`` (within tolerance) or ``na`` for the change ``value - base``."""
+    def verdict(self, split: str, base: float, value: float, interval: tuple[float, float] | None = None) -> Verdict:
+        """The verdict of the change ``value - base``: ``neutral`` within the tolerance; else, when ``interval``
+        (the change's 95% bootstrap interval) is given, ``noise`` where it includes 0 and ``unsure`` where it is
+        missing (NaN: too few persons to resample); else ``good`` or ``bad`` by the metric's direction (a
+        :attr:`length_dependent` metric off the forget splits: ``bad`` either way). ``na`` without both figures.
+        ``interval=None`` (a summary from before intervals) judges by the tolerance alone."""
         if not (_finite(base) and _finite(value)):
             return "na"
         change = value - base
         tol = self.tolerance * abs(base) if self.relative else self.tolerance
         if abs(change) <= tol:
             return "neutral"
+        if interval is not None:
+            low, high = interval
+            if not (_finite(low) and _finite(high)):
+                return "unsure"
+            if low <= 0 <= high:
+                return "noise"
+        if self.length_dependent and role_of(split) != "forget":
+            return "bad"
         higher_better = {
             "higher": True,
             "lower": False,
@@ -173,10 +209,18 @@ METRICS: tuple[Metric, ...] = (
         "Lin 2004; TOFU, WPU",
         "rouge-score on the shared tokens with Porter stemming of English words, generation vs the true answer: "
         "the longest common subsequence over the answer's length (the headline)",
-        headline="drop",
+        change="drop",
         known=True,
     ),
-    Metric("rougeL_f1", "ROUGE-L F1", _A, "knowledge", "Lin 2004", "ROUGE-L's F-measure on the same tokens"),
+    Metric(
+        "rougeL_f1",
+        "ROUGE-L F1",
+        _A,
+        "knowledge",
+        "Lin 2004",
+        "ROUGE-L's F-measure on the same tokens",
+        length_dependent=True,
+    ),
     Metric(
         "rouge1_f1",
         "ROUGE-1 F1",
@@ -185,6 +229,7 @@ METRICS: tuple[Metric, ...] = (
         "Lin 2004",
         'unigram-overlap F-measure (what the study reported as "ROUGE-L")',
         known=True,
+        length_dependent=True,
     ),
     Metric(
         "bleu_corpus",
@@ -195,6 +240,7 @@ METRICS: tuple[Metric, ...] = (
         "BLEU up to 4-grams, the order capped by each answer's length (effective order), counts pooled over the "
         "split; smoothing method 1, on the same tokens unstemmed",
         aggregate=_corpus_bleu,
+        length_dependent=True,
     ),
     Metric(
         "bleu_sentence",
@@ -205,6 +251,7 @@ METRICS: tuple[Metric, ...] = (
         "mean NLTK sentence BLEU up to 4-grams with auto_reweigh (order capped by the answer's length), "
         "smoothing method 1",
         aggregate=mean_of("bleu"),
+        length_dependent=True,
     ),
     Metric(
         "answer_prob",
@@ -215,6 +262,7 @@ METRICS: tuple[Metric, ...] = (
         "teacher-forced, length-normalised probability of the true answer given the prompt, "
         '`exp(mean token log-prob)` (TOFU\'s "probability")',
         known=True,
+        length_dependent=True,
     ),
     Metric(
         "truth_ratio_closer_to_1",
@@ -298,7 +346,6 @@ METRICS: tuple[Metric, ...] = (
         "higher",
         "Lin et al. 2022; lm-evaluation-harness",
         "lm-eval's `truthfulqa_mc2`: probability mass on the correct answers over correct + incorrect",
-        headline="change",
     ),
     Metric(
         "fluency_entropy",
@@ -318,7 +365,6 @@ METRICS: tuple[Metric, ...] = (
         "lower",
         "",
         "of each generation under the *base* model (adapter disabled): one fixed judge of fluency",
-        headline="change",
         tolerance=0.05,
         relative=True,
     ),
@@ -329,8 +375,7 @@ METRICS: tuple[Metric, ...] = (
         "lower",
         "",
         "share of generations that are empty or repeat a word 3-gram more than twice",
-        aggregate=_degenerate_rate,
-        headline="change",
+        aggregate=mean_of("degenerate"),
     ),
     Metric(
         "model_utility",
@@ -341,6 +386,7 @@ METRICS: tuple[Metric, ...] = (
         "harmonic mean of answer prob., ROUGE-L recall and truth ratio (true better) on `retain_test` and "
         "`general_test`, and TruthfulQA MC2 (those present; any zero makes it 0)",
         overall=model_utility,
+        length_dependent=True,
     ),
 )
 
@@ -360,10 +406,11 @@ def overall_metrics() -> list[Metric]:
     return [m for m in METRICS if m.overall is not None]
 
 
-def verdict(metric: str, split: str, base: float, value: float) -> str:
-    """The report's verdict of a change; an unregistered metric is judged as ``knowledge``."""
+def verdict(metric: str, split: str, base: float, value: float, interval: tuple[float, float] | None = None) -> Verdict:
+    """The report's verdict of a change (:meth:`Metric.verdict`); an unregistered metric is judged as
+    ``knowledge``."""
     m = BY_NAME.get(metric) or Metric(metric, metric, ALL_ROLES, "knowledge", "", "")
-    return m.verdict(split, base, value)
+    return m.verdict(split, base, value, interval)
 
 
 _DIRECTION_TEXT = {
@@ -372,6 +419,13 @@ _DIRECTION_TEXT = {
     "higher": "higher",
     "lower": "lower",
 }
+
+
+def _direction_text(m: Metric) -> str:
+    if not m.length_dependent:
+        return _DIRECTION_TEXT[m.direction]
+    closest = "closest to base (length-dependent: a change either way is bad)"
+    return f"forget: lower; elsewhere: {closest}" if m.direction == "knowledge" else closest
 
 
 def _roles_text(roles: Iterable[str]) -> str:
@@ -390,7 +444,7 @@ def markdown_table() -> str:
     ]
     for m in METRICS:
         lines.append(
-            f"| `{m.name}` | {_roles_text(m.roles)} | {_DIRECTION_TEXT[m.direction]} | {m.definition} | "
+            f"| `{m.name}` | {_roles_text(m.roles)} | {_direction_text(m)} | {m.definition} | "
             f"{m.source or 'this project'} |"
         )
     return "\n".join(lines)
