@@ -9,7 +9,9 @@ from unlearning.config.settings import (  # noqa: E402
     import_settings,
     needs_pairs,
     perturb_settings,
+    pooled_name,
     prompt_style,
+    seed_groups,
     sweep_of,
     unlearn_entries,
     unlearn_settings,
@@ -95,6 +97,9 @@ UNLEARN = checked_unlearn_entries()
 preflight()
 VARIANTS = ["base", *UNLEARN]
 SUMMARY_RUNS = [(m, v) for m in MODELS for v in VARIANTS]  # every (model, variant) the summary reads
+# The variants the report compares: an entry trained with several seeds once, under its own name (the summary pools
+# its runs), every other entry as it is.
+REPORT_VARIANTS = ["base", *dict.fromkeys(pooled_name(config).values())]
 TRAIN_RUNTIME_FACTOR = 2  # training gets twice the runtime a model entry gives its other heavy jobs
 
 
@@ -151,10 +156,12 @@ def validate_unlearn_entries():
 
     schema = yaml.safe_load((Path(workflow.basedir) / "schemas" / "config.schema.yaml").read_text())
     validator = jsonschema.Draft202012Validator({"$defs": schema["$defs"], "$ref": "#/$defs/unlearn_entry"})
-    sweeps = sweep_of(config)
+    sweeps, pooled = sweep_of(config), pooled_name(config)
     for entry, spec in expand_unlearn(config).items():
-        # an expanded entry's name is not in the user's file: name the grid it came from
-        origin = f" (a point of unlearn.{sweeps[entry]}.grid)" if sweeps[entry] != entry else ""
+        # an expanded entry's name is not in the user's file: name the grid (and seed) it came from
+        sweep = sweeps[pooled[entry]]
+        origin = f" (a point of unlearn.{sweep}.grid)" if sweep != pooled[entry] else ""
+        origin += f" (seed {spec['seed']} of {pooled[entry]})" if pooled[entry] != entry else ""
         error = jsonschema.exceptions.best_match(validator.iter_errors(spec))
         if error is not None:
             where = "".join(f".{key}" for key in error.absolute_path)

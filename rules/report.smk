@@ -4,7 +4,7 @@ from unlearning.report import plot_names  # noqa: E402
 
 rule report:
     """The report a person reads: report.html (self-contained) and report.md, rendered from one context. Which
-    variants and training logs it shows comes from rules/common.smk (VARIANTS, report_scores, report_logs)."""
+    variants and training logs it shows comes from rules/common.smk (REPORT_VARIANTS, report_scores, report_logs)."""
     input:
         summary="results/score/summary.parquet",
         qa="results/data/qa.parquet",
@@ -30,7 +30,8 @@ rule report:
     params:
         scores=report_scores(),
         logs=report_logs(),
-        variants=VARIANTS,
+        variants=REPORT_VARIANTS,
+        seed_groups=seed_groups(config),
         config=config,
     conda:
         "../envs/unlearning.yaml"

@@ -46,8 +46,9 @@ rule known_facts:
 
 
 rule summarize:
-    """The long summary table (model, variant, split, subset, metric, value): every split on all questions and on
-    the base model's known facts, with counts, and each variant's changes against base."""
+    """The long summary table (model, variant, split, subset, kind, metric, value, ci_low, ci_high, ci_note): every
+    split on all questions and on the base model's known facts, with counts, each variant's changes against base
+    with bootstrap intervals, and the entries trained with several seeds pooled under their own names."""
     input:
         scores=[f"results/score/{m}/{v}.parquet" for m, v in SUMMARY_RUNS],
         known=expand("results/known/{model}.parquet", model=MODELS),
@@ -57,6 +58,7 @@ rule summarize:
         seed=config["seed"],
         runs=SUMMARY_RUNS,
         models=MODELS,
+        seed_groups=seed_groups(config),
     conda:
         "../envs/unlearning.yaml"
     log:

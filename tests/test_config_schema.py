@@ -32,7 +32,7 @@ def test_the_embedded_default_and_every_shipped_config_are_valid() -> None:
     ("change", "expected"),
     [
         (lambda c: c.update(scroe={}), "config: top level: unknown key 'scroe' (allowed: data, generate, models, "
-         "pairs, perturb, prompt, score, seed, select, train, unlearn); did you mean 'score' for 'scroe'?"),
+         "pairs, perturb, prompt, score, seed, seeds, select, train, unlearn); did you mean 'score' for 'scroe'?"),
         # train: is an allOf of the shared training keys and its defaults (unevaluatedProperties)
         (lambda c: c["train"].update(learning_rte=1e-4), "did you mean 'learning_rate' for 'learning_rte'?"),
         (lambda c: c["train"]["lora"].update(rr=4), "config: train.lora: unknown key 'rr' (allowed: alpha, dropout, "

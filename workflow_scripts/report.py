@@ -30,4 +30,5 @@ with stage("report", smk.log):
         data_sizes=qa["split"].value_counts().to_dict(),
         data_notes=read_metadata(smk.input.qa).get("split_warnings") or [],
         operating_points=Path(smk.input.operating_points),
+        seed_groups=dict(smk.params.seed_groups),
     )

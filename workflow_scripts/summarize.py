@@ -18,7 +18,7 @@ with stage("summarize", smk.log) as log:
     tables = {run: read_parquet(path) for run, path in zip(runs, smk.input.scores, strict=True)}
     known = {model: read_parquet(path) for model, path in zip(smk.params.models, smk.input.known, strict=True)}
     notes: list[str] = []
-    summary = build_summary(tables, known, notes)
+    summary = build_summary(tables, known, notes, seed=smk.params.seed, seed_groups=dict(smk.params.seed_groups))
     for note in notes:
         log.warning("summary: %s", note)
     log.info("summary: %d rows", len(summary))
@@ -26,7 +26,7 @@ with stage("summarize", smk.log) as log:
         summary,
         smk.output[0],
         stage="summarize",
-        config={"runs": smk.params.runs},
+        config={"runs": smk.params.runs, "seed_groups": smk.params.seed_groups},
         seed=smk.params.seed,
         extra={"notes": notes},
     )

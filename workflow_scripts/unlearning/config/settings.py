@@ -73,13 +73,8 @@ def _label(value: Any) -> str:  # noqa: ANN401
     return re.sub(r"[^A-Za-z0-9_.-]", "-", text)
 
 
-def expand_unlearn(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """The ``unlearn:`` entries with every ``grid:`` expanded: one entry per combination of its values.
-
-    An entry ``npo: {method: npo, grid: {learning_rate: [1e-4, 3e-4], lora: {r: [8, 16]}}}`` becomes the four
-    entries ``npo_lr0.0001_r8``, ``npo_lr0.0001_r16``, ``npo_lr0.0003_r8`` and ``npo_lr0.0003_r16``, each an
-    ordinary entry with those values set (a grid value overrides the entry's own). Names that collide are an error.
-    """
+def _grid_points(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """The ``unlearn:`` entries with every ``grid:`` expanded (``seeds:`` kept as a key): one per combination."""
     out: dict[str, dict[str, Any]] = {}
     for name, spec in (config.get("unlearn") or {}).items():
         if not spec.get("grid"):
@@ -103,18 +98,77 @@ def expand_unlearn(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     return out
 
 
+def _seeds(config: Mapping[str, Any], point: str, spec: Mapping[str, Any]) -> list[int] | None:
+    """The seeds an entry (a grid point) is trained with: its own ``seeds:``, else the top-level one, else None."""
+    seeds = spec.get("seeds", config.get("seeds"))
+    if seeds is None:
+        return None
+    where = f"unlearn.{point}.seeds" if "seeds" in spec else "seeds"
+    if not isinstance(seeds, list) or not seeds:
+        raise ValueError(f"{where}: expected a non-empty list of integer seeds, got {seeds!r}")
+    bad = [s for s in seeds if isinstance(s, bool) or not isinstance(s, int | float) or int(s) != s]
+    if bad:
+        raise ValueError(f"{where}: seeds must be integers, got {bad[0]!r}")
+    repeated = sorted({int(s) for s in seeds if sum(int(t) == int(s) for t in seeds) > 1})
+    if repeated:
+        raise ValueError(f"{where}: the seed(s) {', '.join(map(str, repeated))} are repeated")
+    return [int(s) for s in seeds]
+
+
+def seed_groups(config: Mapping[str, Any]) -> dict[str, list[str]]:
+    """Per entry (grid point) trained with ``seeds:``: its per-seed entries, ``<entry>_seed<seed>`` in seed order.
+    The summary pools them under the entry's own name."""
+    return {
+        point: [f"{point}_seed{seed}" for seed in seeds]
+        for point, spec in _grid_points(config).items()
+        if (seeds := _seeds(config, point, spec)) is not None
+    }
+
+
+def expand_unlearn(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """The ``unlearn:`` entries with every ``grid:`` and ``seeds:`` expanded: one entry per training run.
+
+    An entry ``npo: {method: npo, grid: {learning_rate: [1e-4, 3e-4], lora: {r: [8, 16]}}}`` becomes the four
+    entries ``npo_lr0.0001_r8``, ``npo_lr0.0001_r16``, ``npo_lr0.0003_r8`` and ``npo_lr0.0003_r16``, each an
+    ordinary entry with those values set (a grid value overrides the entry's own). With ``seeds: [42, 43]`` (the
+    entry's or the top level's) each of those becomes ``<name>_seed42`` and ``<name>_seed43``, with ``seed`` set.
+    Names that collide, and a seed list that is empty, repeats a seed or holds a non-integer, are errors.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    points = _grid_points(config)
+    for point, spec in points.items():
+        seeds = _seeds(config, point, spec)
+        spec = {k: v for k, v in spec.items() if k != "seeds"}
+        if seeds is None:
+            out[point] = spec
+        for seed in seeds or ():
+            name = f"{point}_seed{seed}"
+            if name in points:
+                raise ValueError(f"unlearn.{point}: the seeded run {name!r} collides with another entry's name")
+            out[name] = {**spec, "seed": seed}
+    return out
+
+
 def unlearn_entries(config: Mapping[str, Any]) -> list[str]:
-    """The ``unlearn:`` entry names, grids expanded, in the config's order (the variants besides ``base``)."""
+    """The ``unlearn:`` entry names, grids and seeds expanded, in the config's order (the variants besides
+    ``base``)."""
     return list(expand_unlearn(config))
 
 
 def sweep_of(config: Mapping[str, Any]) -> dict[str, str]:
-    """Expanded entry name -> the ``unlearn:`` entry whose grid made it (an entry without a grid maps to itself)."""
+    """Grid point (the name its seeds are pooled under) -> the ``unlearn:`` entry whose grid made it (an entry
+    without a grid maps to itself)."""
     return {
-        expanded: name
+        point: name
         for name, spec in (config.get("unlearn") or {}).items()
-        for expanded in expand_unlearn({"unlearn": {name: spec}})
+        for point in _grid_points({"unlearn": {name: spec}})
     }
+
+
+def pooled_name(config: Mapping[str, Any]) -> dict[str, str]:
+    """Expanded entry -> the name it is reported under: its grid point for a seeded run, else itself."""
+    of_run = {run: point for point, runs in seed_groups(config).items() for run in runs}
+    return {run: of_run.get(run, run) for run in expand_unlearn(config)}
 
 
 def unlearn_settings(config: Mapping[str, Any], model: str, entry: str) -> dict[str, Any]:

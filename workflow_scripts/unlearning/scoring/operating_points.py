@@ -9,7 +9,11 @@ training side of every person set, whose questions no headline figure is compute
 * damage = the larger relative drop on ``retain_train`` and ``general_train`` (same metric and subset).
 
 The chosen entry of a sweep is the one with the largest forgetting whose damage is at most ``max_damage``; its
-held-out figures (``*_test`` splits) are then reported as they are. The training-side damage understates the
+held-out figures (``*_test`` splits) are then reported as they are. For an entry trained with several seeds
+(``seeds:``) the rule reads the mean over its seeds (the summary's pooled rows). Each point's forgetting has a 95%
+interval (the bootstrap interval of the recall drop, :mod:`unlearning.scoring.bootstrap`, over the base figure); a
+point within the bound whose interval overlaps the chosen one's is marked ``tied``: the data cannot tell it apart
+from the chosen one. The training-side damage understates the
 held-out damage where the retain term trains on those questions, so the bound acts on an optimistic estimate: the
 report shows both. Every entry also gets whether it is on the Pareto front (no other entry of its sweep forgets
 more with no more damage).
@@ -33,10 +37,13 @@ SWEEP_DTYPES = {
     "sweep": TEXT_DTYPE,
     "entry": TEXT_DTYPE,
     "forgetting": "float64",
+    "forgetting_low": "float64",
+    "forgetting_high": "float64",
     "damage": "float64",
     "within_bound": "bool",
     "pareto": "bool",
     "chosen": "bool",
+    "tied": "bool",
 }
 SWEEP_COLUMNS = list(SWEEP_DTYPES)
 
@@ -48,7 +55,9 @@ def relative_drop(base: float, value: float) -> float:
     return (base - value) / base
 
 
-def _figure(summary: pd.DataFrame, model: str, variant: str, split: str, metric: str, subset: str) -> float:
+def _figure(
+    summary: pd.DataFrame, model: str, variant: str, split: str, metric: str, subset: str, column: str = "value"
+) -> float:
     rows = summary[
         (summary["model"] == model)
         & (summary["variant"] == variant)
@@ -56,7 +65,9 @@ def _figure(summary: pd.DataFrame, model: str, variant: str, split: str, metric:
         & (summary["metric"] == metric)
         & (summary["subset"] == subset)
     ]
-    return float(rows["value"].iloc[0]) if len(rows) else math.nan
+    if "kind" in rows.columns:
+        rows = rows[rows["kind"] == "all"]
+    return float(rows[column].iloc[0]) if len(rows) and column in rows.columns else math.nan
 
 
 def sweep_table(
@@ -88,21 +99,31 @@ def sweep_table(
                 return relative_drop(base, _figure(side, model, entry, split, metric, subset))
 
             damages = [d for d in map(drop, DAMAGE_SPLITS) if math.isfinite(d)]
+            base = _figure(side, model, "base", "forget_train", metric, subset)
+            bounds = [_figure(side, model, entry, "forget_train", f"{metric}_drop", subset, c) / base
+                      if math.isfinite(base) and base > 0 else math.nan for c in ("ci_low", "ci_high")]  # fmt: skip
             rows.append(
                 {
                     "model": model,
                     "sweep": sweep,
                     "entry": entry,
                     "forgetting": drop("forget_train"),
+                    "forgetting_low": bounds[0],
+                    "forgetting_high": bounds[1],
                     "damage": max(damages) if damages else math.nan,
                 }
             )
-    table = typed_frame(rows, {c: SWEEP_DTYPES[c] for c in SWEEP_COLUMNS[:5]})
+    table = typed_frame(rows, {c: SWEEP_DTYPES[c] for c in SWEEP_COLUMNS[:7]})
     table["within_bound"] = table["damage"] <= max_damage
     table["pareto"] = pd.Series([_on_front(table, row) for row in table.itertuples()], index=table.index, dtype=bool)
     table["chosen"] = False
+    table["tied"] = False
     for _, group in table[table["within_bound"] & table["forgetting"].notna()].groupby(["model", "sweep"]):
-        table.loc[group["forgetting"].idxmax(), "chosen"] = True
+        best = group.loc[group["forgetting"].idxmax()]
+        table.loc[best.name, "chosen"] = True
+        # the chosen point's interval overlaps another's: the data cannot tell the two apart
+        overlap = (group["forgetting_high"] >= best["forgetting_low"]) & (group.index != best.name)
+        table.loc[group.index[overlap], "tied"] = True
     return table[SWEEP_COLUMNS].astype(SWEEP_DTYPES)
 
 
