@@ -176,7 +176,9 @@ def ranking_table(rank: pd.DataFrame) -> dict[str, Any]:
             r["rank"],
             r["model"],
             r["method"],
-            cell(verdict.label, sub=verdict.reason, verdict=JUDGEMENT_MARKS.get(verdict.label, ""), kind="text", mark=""),
+            cell(
+                verdict.label, sub=verdict.reason, verdict=JUDGEMENT_MARKS.get(verdict.label, ""), kind="text", mark=""
+            ),  # fmt: skip
             cell(score_text, sub=score.note, kind="num"),
         ]
         for key, _, metric, role in RANKING_COLUMNS:

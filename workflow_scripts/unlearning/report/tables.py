@@ -99,9 +99,7 @@ class Figures:
                                         strict=True), strict=True))  # fmt: skip
         self.summary = self.by_kind[self.by_kind["kind"] == "all"]
 
-    def value(
-        self, model: str, variant: str, split: str, metric: str, subset: str = "all", kind: str = "all"
-    ) -> float:
+    def value(self, model: str, variant: str, split: str, metric: str, subset: str = "all", kind: str = "all") -> float:
         value = self._rows.get((model, variant, split, subset, kind, metric), (math.nan,))[0]
         return float(value) if finite(value) else math.nan
 
