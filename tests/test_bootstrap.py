@@ -156,3 +156,27 @@ def test_a_variant_missing_questions_is_an_error() -> None:
 )
 def test_verdicts_respect_the_interval(metric, split, base, value, interval, verdict) -> None:
     assert metric_registry.verdict(metric, split, base, value, interval) == verdict
+
+
+def fluency(ppl: float = 2.0, entropy: float = 3.5):
+    base = {"perplexity": 2.0, "fluency_entropy": 3.5}
+    variant = {"perplexity": ppl, "fluency_entropy": entropy}
+    return lambda which, split, metric: (base if which == "base" else variant)[metric]
+
+
+@pytest.mark.parametrize(
+    ("recall_drop", "prob_change", "figure", "label"),
+    [
+        ((0.3, 0.2, 0.4), (-0.05, -0.08, -0.02), fluency(), "removed"),
+        ((0.3, 0.2, 0.4), (+0.2, 0.15, 0.25), fluency(), "rewording"),  # the default's DPO: the truth got likelier
+        ((0.18, 0.1, 0.27), (-0.012, -0.025, -0.001), fluency(), "rewording"),  # the default's NPO: a tiny fall
+        ((0.3, 0.2, 0.4), (-0.05, -0.08, -0.02), fluency(ppl=800.0), "format change"),
+        ((0.3, 0.2, 0.4), (-0.05, -0.08, -0.02), fluency(entropy=0.2), "format change"),
+        ((0.05, -0.02, 0.12), (-0.05, -0.08, -0.02), fluency(), "no effect"),
+        ((0.3, math.nan, math.nan), (-0.05, -0.08, -0.02), fluency(), "unsure"),
+    ],
+)
+def test_removal_is_told_apart_from_rewording(recall_drop, prob_change, figure, label) -> None:
+    from unlearning.scoring.judgement import judge
+
+    assert judge(recall_drop, prob_change, figure, ["forget_test"]).label == label

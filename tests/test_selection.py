@@ -65,3 +65,22 @@ def test_the_rule_never_reads_a_split_that_a_headline_figure_uses() -> None:
     pd.testing.assert_frame_equal(sweep_table(poisoned, SWEEPS, max_damage=0.10), reference)
     without = summary()[~held_out]
     pd.testing.assert_frame_equal(sweep_table(without, SWEEPS, max_damage=0.10), reference)
+
+
+def test_points_whose_forgetting_interval_overlaps_the_chosen_ones_are_tied() -> None:
+    """s_lr3 (chosen, forgets 50%) has the drop interval [0.32, 0.48] (40% to 60% of the base 0.8); s_lr4's
+    [0.2, 0.34] (25% to 42.5%) overlaps it, s_lr1's [0.1, 0.25] (12.5% to 31%) does not."""
+    intervals = {"s_lr1": (0.1, 0.25), "s_lr2": (0.55, 0.65), "s_lr3": (0.32, 0.48), "s_lr4": (0.2, 0.34)}
+    base = summary().assign(ci_low=math.nan, ci_high=math.nan)
+    drops = [
+        ("m", v, "forget_train", "known", "rougeL_recall_drop", 0.0, low, high) for v, (low, high) in intervals.items()
+    ]
+    extra = pd.DataFrame(drops, columns=[*base.columns[:6], "ci_low", "ci_high"])
+    table = sweep_table(pd.concat([base, extra], ignore_index=True), SWEEPS, max_damage=0.10).set_index("entry")
+    assert table.loc["s_lr3", "forgetting_low"] == pytest.approx(0.4)
+    assert table.loc["s_lr3", "forgetting_high"] == pytest.approx(0.6)
+    assert table["chosen"].idxmax() == "s_lr3"
+    assert table["tied"].tolist() == [False, False, False, True]  # s_lr2 overlaps too, but is beyond the bound
+    # a summary from before intervals: no bounds, nothing tied
+    plain = sweep_table(summary(), SWEEPS, max_damage=0.10)
+    assert plain["forgetting_low"].isna().all() and not plain["tied"].any()

@@ -93,5 +93,6 @@ def judge(
         )
     return Judgement(
         "rewording",
-        f"recall {-recall_drop[0]:+.3f} but the truth's probability {prob_change[0]:+.3f} did not fall beyond noise",
+        f"recall {-recall_drop[0]:+.3f}, but the truth's probability {prob_change[0]:+.3f} did not fall beyond the "
+        f"tolerance ({DEFAULT_TOLERANCE}) and the noise",
     )
