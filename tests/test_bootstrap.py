@@ -180,3 +180,11 @@ def test_removal_is_told_apart_from_rewording(recall_drop, prob_change, figure, 
     from unlearning.scoring.judgement import judge
 
     assert judge(recall_drop, prob_change, figure, ["forget_test"]).label == label
+
+
+def test_a_seed_group_without_all_its_runs_is_an_error() -> None:
+    from unlearning.core.errors import InputError
+
+    base = table(["a", "b"], [1.0, 1.0])
+    with pytest.raises(InputError, match=r"m/e: the seeded run\(s\) e_seed2 have no scores"):
+        build_summary({("m", "base"): base, ("m", "e_seed1"): base}, seed_groups={"e": ["e_seed1", "e_seed2"]})

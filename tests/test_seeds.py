@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from test_workflow import ROOT, planned_jobs, snakemake
+from test_workflow import ROOT, planned_jobs, snakemake, tiny_config
 
 from unlearning.config.settings import expand_unlearn, pooled_name, seed_groups, sweep_of, unlearn_settings
+from unlearning.core.parquet_io import read_parquet
 
 
 def default_config() -> dict:
@@ -81,3 +82,29 @@ def test_seeds_plan_independent_chains_and_bad_seeds_stop_before_any_job(tmp_pat
     failed = snakemake("-n", "--directory", str(tmp_path), "--configfile", str(bad), check=False)
     assert failed.returncode != 0
     assert "config: seeds: [42, 42] has non-unique elements" in failed.stdout + failed.stderr
+
+
+@pytest.mark.slow
+def test_a_seeded_entry_runs_end_to_end_and_is_pooled(tmp_path: Path, tiny_model_dir: Path) -> None:
+    """NPO with two seeds on the tiny model: two independent trainings, each scored, then pooled in the summary
+    (the mean of the two runs' figures, an interval over both) and shown once in the report, with a per-seed
+    table."""
+    config = tiny_config(tiny_model_dir)
+    config["unlearn"] = {"npo": {"method": "npo", "beta": 0.1, "seeds": [1, 2]}}
+    (tmp_path / "seeds.yaml").write_text(yaml.safe_dump(config))
+    snakemake("--cores", "2", "--directory", str(tmp_path), "--configfile", str(tmp_path / "seeds.yaml"))
+    results = tmp_path / "results"
+    adapters = [results / "unlearn" / "tiny" / f"npo_seed{s}" / "adapter" / "adapter_model.safetensors" for s in (1, 2)]
+    assert adapters[0].read_bytes() != adapters[1].read_bytes(), "the two seeds train different adapters"
+    summary = read_parquet(results / "score" / "summary.parquet")
+    assert {"base", "npo_seed1", "npo_seed2", "npo"} <= set(summary["variant"])
+    rows = summary[(summary["split"] == "forget_test") & (summary["subset"] == "all") & (summary["kind"] == "all")]
+    recall = rows[rows["metric"] == "rougeL_recall"].set_index("variant")["value"]
+    assert recall["npo"] == pytest.approx((recall["npo_seed1"] + recall["npo_seed2"]) / 2)
+    drop = rows[rows["metric"] == "rougeL_recall_drop"].set_index("variant")
+    assert drop.loc["npo", "ci_low"] <= min(drop.loc["npo_seed1", "value"], drop.loc["npo_seed2", "value"])
+    assert drop.loc["npo", "ci_high"] >= max(drop.loc["npo_seed1", "value"], drop.loc["npo_seed2", "value"])
+    md = (results / "report" / "report.md").read_text()
+    assert "### Per seed" in md and "| npo_seed2 |" in md.split("### Per seed")[1]
+    overview = md.split("## Model:")[0]
+    assert "| npo |" in overview and "npo_seed1" not in overview

@@ -218,8 +218,15 @@ def test_end_to_end_run_writes_every_artifact(e2e: tuple[Path, dict]) -> None:
     assert len(known) == len(qa) + 8
     meta = read_metadata(results / "score" / "summary.parquet")
     assert meta["stage"] == "summarize" and "torch" in meta["versions"]
+    # every change against base has an interval, or a note saying why it has none
+    full = read_parquet(results / "score" / "summary.parquet", ["metric", "variant", "ci_low", "ci_high", "ci_note"])
+    changes = full[full["metric"].str.endswith(("_drop", "_change")) | (full["metric"] == "tradeoff_score")]
+    assert len(changes) and set(changes["variant"]) == set(METHODS)
+    has_interval = changes["ci_low"].notna() & (changes["ci_low"] <= changes["ci_high"])
+    assert (has_interval | (changes["ci_note"] != "")).all() and has_interval.mean() > 0.9
     html = (results / "report" / "report.html").read_text()
     assert "data:image/png;base64," in html and (results / "report" / "report.md").is_file()
+    assert "judgement" in html and "score [95% interval]" in html
     assert list((results / "benchmarks").rglob("*.tsv")), "heavy jobs write benchmark files"
     # every table keeps its contract's Arrow types, also one with no rows (operating_points without a sweep): a
     # null-typed column would clash with the same file of another run when a user unions them (Polars, DuckDB)

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from ..core.errors import InputError
 from ..core.parquet_io import TEXT_DTYPE, typed_frame
 from ..inference.generation import generate
 from ..inference.likelihood import continuation_logliks
@@ -337,8 +338,12 @@ def pooled_rows(
     figures = summary.groupby(["model", "variant", "split", "subset", "kind", "metric"], sort=False)["value"].first()
     for model in dict.fromkeys(summary["model"]):
         for entry, members in seed_groups.items():
-            if not all((model, m) in changes for m in members):
-                continue
+            missing = [m for m in members if (model, m) not in changes]
+            if missing:
+                raise InputError(
+                    f"{model}/{entry}: the seeded run(s) {', '.join(missing)} have no scores to pool (expected "
+                    f"results/score/{model}/<run>.parquet for every run of {', '.join(members)})"
+                )
             per_seed = figures.loc[model].loc[list(members)]
             means = per_seed.groupby(level=["split", "subset", "kind", "metric"], sort=False).agg(["mean", "size"])
             for (split, subset, kind, metric), (mean, size) in means.iterrows():
@@ -400,7 +405,7 @@ def build_summary(
 
     ``scores`` maps any list of (model, variant) runs to their score tables; ``known`` maps a model to its
     ``results/known/{model}.parquet`` table (subset ``known`` is then reported for every variant of that model).
-    Raises InputError when a variant lacks questions its base model answered.
+    Raises InputError when a variant lacks questions its base model answered, or a seed group a run.
     """
     rows = []
     known_ids: dict[str, set[str] | None] = {}
