@@ -188,3 +188,19 @@ def test_a_seed_group_without_all_its_runs_is_an_error() -> None:
     base = table(["a", "b"], [1.0, 1.0])
     with pytest.raises(InputError, match=r"m/e: the seeded run\(s\) e_seed2 have no scores"):
         build_summary({("m", "base"): base, ("m", "e_seed1"): base}, seed_groups={"e": ["e_seed1", "e_seed2"]})
+
+
+def test_float_noise_in_a_bound_does_not_exclude_zero() -> None:
+    """A resample whose base and variant means are equal can differ by 1e-17; the interval's bound is 0 then."""
+    change = bootstrap.Change(0.025, np.array([5.55e-17] * 30 + [0.04] * 970))
+    assert change.interval()[0] == 0.0
+    assert metric_registry.verdict("exact_memorization", "retain_test", 0.5, 0.525, change.interval()) == "noise"
+
+
+def test_the_judgement_says_why_in_numbers() -> None:
+    from unlearning.scoring.judgement import judge
+
+    npo = judge((0.176, 0.099, 0.270), (-0.012, -0.025, -0.001), fluency(), ["forget_test"])
+    assert npo.reason == "recall drop +0.176, but the truth probability change -0.012 is within the tolerance (0.02)"
+    dpo = judge((0.59, 0.46, 0.72), (0.226, 0.167, 0.287), fluency(), ["forget_test"])
+    assert dpo.reason.endswith("is a rise")

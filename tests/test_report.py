@@ -258,3 +258,25 @@ def test_without_sweeps_the_section_is_absent_and_the_plot_says_so(tmp_path):
     render_report(**kwargs)
     assert 'id="sweeps"' not in kwargs["out_html"].read_text(encoding="utf-8")
     assert png_problems([kwargs["plot_dir"] / "sweeps.png"]) == []
+
+
+def test_examples_of_a_model_that_knows_nothing_are_empty_groups() -> None:
+    """The tiny test model answers nothing right: no known fact, so every group is empty (and nothing fails)."""
+    from unlearning.report.tables import select_examples
+
+    base = pd.DataFrame({"id": ["a", "b"], "split": ["forget_test", "retain_test"], "question": "q", "reference": "r",
+                         "generation": "g", "rougeL_recall": [0.0, 0.1]})  # fmt: skip
+    groups = select_examples({"base": base, "npo": base}, "npo")
+    assert [g["count"] for g in groups] == [0, 0, 0] and all(g["rows"] == [] for g in groups)
+
+
+def test_the_overview_says_when_every_method_damages_more_than_it_forgets(tmp_path, monkeypatch):
+    import report_fixtures
+
+    kwargs = build_inputs(tmp_path)
+    render_report(**kwargs)
+    assert "No method here forgets more than it damages" not in kwargs["out_md"].read_text()
+    monkeypatch.setattr(report_fixtures, "EFFECTS", {k: (0.9, 0.3) for k in report_fixtures.EFFECTS})
+    kwargs = build_inputs(tmp_path / "damaging")
+    render_report(**kwargs)
+    assert "**No method here forgets more than it damages" in kwargs["out_md"].read_text()

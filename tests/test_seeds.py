@@ -54,6 +54,8 @@ def test_without_seeds_nothing_is_renamed() -> None:
         ([42, "43"], r"seeds: seeds must be integers, got '43'"),
         ([42, 1.5], r"seeds: seeds must be integers, got 1.5"),
         (42, r"seeds: expected a non-empty list"),
+        ([-1], r"seeds: seeds must lie in 0\.\.4294967295"),
+        ([2**32], r"seeds: seeds must lie in 0\.\.4294967295"),
     ],
 )
 def test_a_bad_seed_list_is_an_error(seeds: object, message: str) -> None:

@@ -98,6 +98,9 @@ def _grid_points(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     return out
 
 
+MAX_SEED = 2**32 - 1
+
+
 def _seeds(config: Mapping[str, Any], point: str, spec: Mapping[str, Any]) -> list[int] | None:
     """The seeds an entry (a grid point) is trained with: its own ``seeds:``, else the top-level one, else None."""
     seeds = spec.get("seeds", config.get("seeds"))
@@ -109,6 +112,9 @@ def _seeds(config: Mapping[str, Any], point: str, spec: Mapping[str, Any]) -> li
     bad = [s for s in seeds if isinstance(s, bool) or not isinstance(s, int | float) or int(s) != s]
     if bad:
         raise ValueError(f"{where}: seeds must be integers, got {bad[0]!r}")
+    out_of_range = [int(s) for s in seeds if not 0 <= s <= MAX_SEED]
+    if out_of_range:
+        raise ValueError(f"{where}: seeds must lie in 0..{MAX_SEED} (torch's and numpy's range), got {out_of_range[0]}")
     repeated = sorted({int(s) for s in seeds if sum(int(t) == int(s) for t in seeds) > 1})
     if repeated:
         raise ValueError(f"{where}: the seed(s) {', '.join(map(str, repeated))} are repeated")

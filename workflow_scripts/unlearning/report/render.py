@@ -53,17 +53,23 @@ MARKS = {"good": "good", "bad": "BAD", "neutral": "same", "noise": "within noise
 JUDGEMENT_MARKS = {"removed": "good", "rewording": "bad", "format change": "bad", "no effect": "neutral",
                    "unsure": "unsure"}  # fmt: skip
 OVERVIEW_TEXT = (
-    "Every (model, method) with the figures a reader acts on, each a change against the base model with its 95% "
-    "interval in brackets (a paired bootstrap over persons: docs/metrics.md). The judgement says whether the forget "
-    "facts were removed (ROUGE-L recall and the true answer's probability both fall beyond noise, fluency holds), "
-    "only reworded (recall falls, the truth's probability does not), lost to a format change (fluency collapsed) "
-    "or not touched. The score is forgetting − collateral damage: forgetting is the fall of ROUGE-L recall on "
-    "held-out forget questions the base model answered correctly (known facts); collateral damage adds up the falls "
-    "of ROUGE-L recall on the held-out known facts of neighbours and general persons and of TruthfulQA MC2. "
+    "Every (model, method) with the figures a reader acts on, each with its 95% interval in brackets (a paired "
+    "bootstrap over persons: docs/metrics.md). The forget column is the drop of ROUGE-L recall (base − method: "
+    "positive is forgetting); every other column is the change method − base. The judgement says whether the forget "
+    "facts were removed (ROUGE-L recall and the true answer's probability both fall beyond the tolerance and the "
+    "noise, fluency holds), only reworded (recall falls, the truth's probability does not), lost to a format change "
+    "(fluency collapsed) or not touched. The score is forgetting − collateral damage: forgetting is the recall drop "
+    "on held-out forget questions the base model answered correctly (known facts); collateral damage adds up the "
+    "falls of ROUGE-L recall on the held-out known facts of neighbours and general persons and of TruthfulQA MC2. "
     "Ranked by {ranked_by}."
 )
+NEGATIVE_SCORES = (
+    "No method here forgets more than it damages: every score's 95% interval lies below 0 (the first rank is the "
+    "least bad, not a good one)."
+)
 LEGEND = (
-    "Each method's cell: its value, then the change against the base model (method − base), its 95% interval and a "
+    "In the tables by split, each method's cell holds its value, then the change against the base model (method − "
+    "base); here and there, the change's 95% interval and a "
     f"verdict word: good or BAD only when the interval excludes 0 and the change is beyond the tolerance ({TOLERANCE} "
     f"absolute; {PERPLEXITY_REL_TOLERANCE:.0%} of base for perplexity and fluency); within noise when the interval "
     "includes 0; same within the tolerance; no interval where too few persons make one, and for corpus BLEU, "
@@ -442,6 +448,9 @@ def build_context(
         "warning": prov.trusted_code_warning(),
         "legend": LEGEND,
         "overview_text": OVERVIEW_TEXT.format(ranked_by=rank.attrs.get("ranked_by", RANK_BY_INTERVAL)),
+        "overview_warning": NEGATIVE_SCORES
+        if len(rank) and all(finite(c.high) and c.high < 0 for c in rank["score"])
+        else "",
         "n_examples": N_EXAMPLES,
         "empty_note": EMPTY_NOTE,
         "ranking": ranking_table(rank) if len(rank) else None,

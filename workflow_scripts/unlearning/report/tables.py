@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from ..data.known_facts import DEFAULT_THRESHOLD, is_known
@@ -367,6 +368,11 @@ EXAMPLE_GROUPS = (
 )
 
 
+def _known_mask(recall: pd.Series, threshold: float) -> np.ndarray:
+    """The known-fact rule per row, as a boolean array (also for no rows, where a list would select columns)."""
+    return np.array([is_known(r, threshold) for r in recall], dtype=bool)
+
+
 def select_examples(
     answers: Mapping[str, pd.DataFrame], variant: str, cfg: Mapping[str, Any] | None = None, n: int = N_EXAMPLES
 ) -> list[dict[str, Any]]:
@@ -380,13 +386,13 @@ def select_examples(
     threshold = float((cfg or {}).get("known_threshold", DEFAULT_THRESHOLD))
     paired = base.merge(other[["id", "split", "generation", "rougeL_recall"]], on=["id", "split"],
                         suffixes=("_base", ""))  # fmt: skip
-    paired = paired[[is_known(r, threshold) for r in paired["rougeL_recall_base"]]]
+    paired = paired.loc[_known_mask(paired["rougeL_recall_base"], threshold)]
     present = set(paired["split"].astype(str))
     groups = []
     for key, title, role, kept in EXAMPLE_GROUPS:
         split = next((s for s in role if s in present), None)
         part = paired[paired["split"] == split] if split else paired.iloc[:0]
-        part = part[[is_known(r, threshold) == kept for r in part["rougeL_recall"]]]
+        part = part.loc[_known_mask(part["rougeL_recall"], threshold) == kept]
         part = part.assign(_fall=part["rougeL_recall_base"] - part["rougeL_recall"], _id=part["id"].astype(str))
         part = part.sort_values(["_fall", "_id"], ascending=[False, True], kind="mergesort")
         rows = [

@@ -34,6 +34,8 @@ from .metric_registry import ALL_KINDS, MeanOf, MiaAuc, neighbour_split
 N_RESAMPLES = 1000
 CONFIDENCE = 0.95
 MIN_CLUSTERS = 2
+#: interval bounds are rounded to this many decimals (float noise of differences of equal means is ~1e-17)
+DECIMALS = 12
 #: (subset, kind, split): one part of a variant's questions, as the summary slices them
 PartKey = tuple[str, str, str]
 #: (split, subset, kind, metric): one change row of the summary
@@ -66,7 +68,8 @@ class Change:
         if not len(finite):
             return math.nan, math.nan
         low, high = np.percentile(finite, [tail, 100 - tail])
-        return float(low), float(high)
+        # a difference of two equal means can come out as 1e-17 rather than 0: such a bound must not exclude 0
+        return round(float(low), DECIMALS), round(float(high), DECIMALS)
 
 
 def cluster_of(table: pd.DataFrame) -> pd.Series:

@@ -7,8 +7,8 @@ already has, on the held-out forget facts the base model knew, each change with 
 
 * *removed*: ROUGE-L recall falls **and** the teacher-forced probability of the true answer falls (both beyond the
   tolerance, both intervals excluding 0), and fluency holds;
-* *rewording*: recall falls while the truth's probability holds or rises (the fact is still there, the answer
-  changed form);
+* *rewording*: recall falls while the truth's probability holds (within the tolerance or the noise) or rises: the
+  answers changed, the model's likelihood of the true answer did not fall with them;
 * *format change*: fluency collapsed on a held-out split (mean perplexity of the answers under the base model at
   least :data:`PERPLEXITY_BOUND` times the base model's own, or n-gram entropy at most :data:`ENTROPY_BOUND` of
   it), whatever recall did: the answers are no longer sentences a user can read;
@@ -83,16 +83,18 @@ def judge(
     if forgot is None:
         return Judgement("unsure", "the recall drop has no interval")
     if not forgot:
-        return Judgement("no effect", f"recall drop {recall_drop[0]:+.3f} is within noise or tolerance")
+        return Judgement("no effect", f"recall drop {recall_drop[0]:+.3f} is within the tolerance or the noise")
     prob_fell = _significant(prob_change, -1.0)
     if prob_fell is None:
         return Judgement("unsure", "recall fell, but the truth's probability change has no interval")
+    drop, prob = f"recall drop {recall_drop[0]:+.3f}", f"truth probability change {prob_change[0]:+.3f}"
     if prob_fell:
-        return Judgement(
-            "removed", f"recall {-recall_drop[0]:+.3f} and truth probability {prob_change[0]:+.3f}, both beyond noise"
-        )
-    return Judgement(
-        "rewording",
-        f"recall {-recall_drop[0]:+.3f}, but the truth's probability {prob_change[0]:+.3f} did not fall beyond the "
-        f"tolerance ({DEFAULT_TOLERANCE}) and the noise",
-    )
+        return Judgement("removed", f"{drop} and {prob}, both beyond tolerance and noise")
+    value, low, high = prob_change
+    if abs(value) <= DEFAULT_TOLERANCE:
+        why = f"within the tolerance ({DEFAULT_TOLERANCE})"
+    elif low <= 0 <= high:
+        why = f"within noise [{low:+.3f}, {high:+.3f}]"
+    else:
+        why = "a rise"
+    return Judgement("rewording", f"{drop}, but the {prob} is {why}")
