@@ -93,7 +93,8 @@ def plot_training(logs: Mapping[str, pd.DataFrame], model: str, path: Path) -> P
 
 
 def plot_tradeoff(ranking: pd.DataFrame, models: Sequence[str], path: Path) -> Path:
-    """One point per (model, method): x = collateral damage, y = forgetting; the base model sits at the origin."""
+    """One point per (model, method): x = collateral damage, y = forgetting with its 95% interval as an error bar
+    (where the summary has one); the base model sits at the origin."""
     fig = _figure(8, 5.6)
     ax = fig.add_subplot()
     ax.axhline(0, color="0.6", lw=0.8)
@@ -112,6 +113,10 @@ def plot_tradeoff(ranking: pd.DataFrame, models: Sequence[str], path: Path) -> P
         ax.scatter(
             [x], [y], s=70, marker=marker[r["method"]], color=colour.get(r["model"], "0.5"), edgecolor="black", zorder=3
         )
+        low, high = r["forget"].low, r["forget"].high
+        if finite(low) and finite(high):  # the forgetting's 95% interval
+            ax.errorbar([x], [y], yerr=[[y - low], [high - y]], fmt="none", ecolor="0.3", capsize=4, lw=1, zorder=2)
+            ys += [low, high]
         ax.annotate(f"{r['model']} / {r['method']}", (x, y), xytext=(6, 5), textcoords="offset points", fontsize=9)
         xs.append(x)
         ys.append(y)
@@ -126,7 +131,10 @@ def plot_tradeoff(ranking: pd.DataFrame, models: Sequence[str], path: Path) -> P
     ax.set_xlabel(
         "collateral damage: falls of ROUGE-L recall on known facts (neighbours, general) and MC2\nlower is better"
     )
-    ax.set_ylabel("forgetting: ROUGE-L recall drop on held-out\nforget facts the base model knew; higher is better")
+    ax.set_ylabel(
+        "forgetting: ROUGE-L recall drop on held-out forget facts\n"
+        "the base model knew (bars: 95% interval); higher is better"
+    )
     note = f" ({skipped} without both figures not shown)" if skipped else ""
     ax.set_title(f"Forgetting vs collateral damage, one point per (model, method){note}\nbest: top left")
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
