@@ -199,7 +199,9 @@ def test_end_to_end_run_writes_every_artifact(e2e: tuple[Path, dict]) -> None:
         log = read_parquet(results / "unlearn" / "tiny" / method / "log.parquet")
         assert list(log.columns[:8]) == ["step", "epoch", "loss", "forget_loss", "retain_loss", "learning_rate",
                                          "num_tokens", "seconds"]  # fmt: skip
-        assert log["forget_loss"].iloc[-1] < log["forget_loss"].iloc[0], method
+        # the last epoch's mean against the first step: one batch's loss moves with the batch's questions
+        last_epoch = log.loc[log["epoch"] > log["epoch"].max() - 1, "forget_loss"]
+        assert last_epoch.mean() < log["forget_loss"].iloc[0], method
         adapter = results / "unlearn" / "tiny" / method / "adapter"
         assert (adapter / "adapter_model.safetensors").is_file() and not list(adapter.glob("model*"))
     base = read_parquet(results / "generate" / "tiny" / "base.parquet")
