@@ -174,7 +174,6 @@ def ranking_table(rank: pd.DataFrame) -> dict[str, Any]:
     headers = ["rank", "model", "method", "judgement", "score [95% interval]",
                *[label for _, label, _, _ in RANKING_COLUMNS]]  # fmt: skip
     rows = []
-    where = {"forget": "forget", "retain": "retain", "general": "general"}
     for _, r in rank.iterrows():
         verdict = r["judgement"]
         score = r["score"]
@@ -190,7 +189,7 @@ def ranking_table(rank: pd.DataFrame) -> dict[str, Any]:
         ]
         for key, _, metric, role in RANKING_COLUMNS:
             c = figure_cell(metric, r[key], change_only=True, relative=key == "perplexity")
-            if role in where and key == role:
+            if key == role:  # the recall column of a person role: where it was read
                 split = f"{r['forget_split']}, " if role == "forget" else ""
                 c["sub"] = f"{split}{r[f'{role}_subset']}, n={fmt_count(r[f'n_{role}'])}"
             elif r[key].note and not finite(r[key].low):

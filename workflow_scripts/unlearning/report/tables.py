@@ -16,10 +16,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
-from ..data.known_facts import DEFAULT_THRESHOLD, is_known
+from ..data.known_facts import known_facts
 from ..scoring import bootstrap, judgement, metric_registry
 
 BASE = "base"
@@ -368,11 +367,6 @@ EXAMPLE_GROUPS = (
 )
 
 
-def _known_mask(recall: pd.Series, threshold: float) -> np.ndarray:
-    """The known-fact rule per row, as a boolean array (also for no rows, where a list would select columns)."""
-    return np.array([is_known(r, threshold) for r in recall], dtype=bool)
-
-
 def select_examples(
     answers: Mapping[str, pd.DataFrame], variant: str, cfg: Mapping[str, Any] | None = None, n: int = N_EXAMPLES
 ) -> list[dict[str, Any]]:
@@ -383,16 +377,16 @@ def select_examples(
     base, other = answers.get(BASE), answers.get(variant)
     if base is None or other is None:
         return []
-    threshold = float((cfg or {}).get("known_threshold", DEFAULT_THRESHOLD))
     paired = base.merge(other[["id", "split", "generation", "rougeL_recall"]], on=["id", "split"],
                         suffixes=("_base", ""))  # fmt: skip
-    paired = paired.loc[_known_mask(paired["rougeL_recall_base"], threshold)]
+    # the workflow's own known-fact rule, applied to the base answers and to the variant's
+    paired = paired.loc[known_facts(paired.assign(rougeL_recall=paired["rougeL_recall_base"]), cfg)["known"].to_numpy()]
     present = set(paired["split"].astype(str))
     groups = []
     for key, title, role, kept in EXAMPLE_GROUPS:
         split = next((s for s in role if s in present), None)
         part = paired[paired["split"] == split] if split else paired.iloc[:0]
-        part = part.loc[_known_mask(part["rougeL_recall"], threshold) == kept]
+        part = part.loc[known_facts(part, cfg)["known"].to_numpy() == kept]
         part = part.assign(_fall=part["rougeL_recall_base"] - part["rougeL_recall"], _id=part["id"].astype(str))
         part = part.sort_values(["_fall", "_id"], ascending=[False, True], kind="mergesort")
         rows = [

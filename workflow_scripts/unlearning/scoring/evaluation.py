@@ -291,10 +291,13 @@ def variant_changes(
     """Per (model, non-base variant): every change against base with its bootstrap distribution
     (:func:`unlearning.scoring.bootstrap.paired_changes`), its value the difference of the two summary figures."""
     out = {}
+    lookups: dict[str, dict[tuple, float]] = {}
     for (model, variant), table in sorted(scores.items()):
         if variant == "base" or (model, "base") not in scores:
             continue
-        values = _point_lookup(summary, model)
+        if model not in lookups:  # one lookup per model, shared by its variants
+            lookups[model] = _point_lookup(summary, model)
+        values = lookups[model]
 
         def point(
             part: bootstrap.PartKey, metric: str, which: str, variant: str = variant, values: dict = values
