@@ -189,6 +189,13 @@ def arguments() -> argparse.ArgumentParser:
         help="runs of the baseline and of each variant in the methods section, interleaved; the table shows the "
         "run of median time and lists every run's seconds (default: 1)",
     )
+    workflow = parser.add_argument_group("workflow")
+    workflow.add_argument(
+        "--workflow-runs",
+        type=int,
+        default=3,
+        help="runs from an empty results/; the table shows the median and every run's seconds (default: 3)",
+    )
     curves = parser.add_argument_group("curves")
     curves.add_argument("--scales", type=int, nargs="+", default=[1, 2, 4], help="forget-set scales (default: 1 2 4)")
     curves.add_argument("--curve-epochs", type=float, help="train.epochs of the cost-curve runs (default: config)")
@@ -258,8 +265,8 @@ def plausibility_section(args: argparse.Namespace, work_dir: Path, config: dict)
 def main() -> None:
     parser = arguments()
     args = parser.parse_args()
-    if args.repeats < 1:
-        parser.error(f"--repeats must be at least 1, got {args.repeats}")
+    if args.repeats < 1 or args.workflow_runs < 1:
+        parser.error(f"--repeats and --workflow-runs must be at least 1, got {args.repeats}, {args.workflow_runs}")
     only = set(args.only or DEFAULT_SECTIONS)
     if "gpu" in only and cuda_missing():
         sys.exit(f"run.py: {cuda_missing()}")
@@ -287,7 +294,7 @@ def main() -> None:
             raise RuntimeError(f"a heavy job loads the weights more than once: {loads}")
     overrides = {"train": {"precision": args.precision}} if args.precision else {}
     if "workflow" in only:
-        rows += bench_workflow(work_dir, overrides)
+        rows += bench_workflow(work_dir, overrides, runs=args.workflow_runs, peak=peaks.__getitem__)
         save()
     results = work_dir / "results"
     style = PromptStyle(**prompt_style(config, model_name))

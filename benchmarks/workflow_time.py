@@ -6,18 +6,32 @@ from __future__ import annotations
 
 import ast
 import json
+import math
 import os
 import re
+import shutil
+import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pandas as pd
+import torch
 import yaml
+from safetensors import safe_open
+from snakemake.utils import validate
+from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
-from unlearning.config.settings import deep_merge
+from unlearning.config.settings import deep_merge, expand_unlearn, prompt_style, unlearn_settings
+from unlearning.inference.batching import common_prefix_length
+from unlearning.inference.likelihood import encode_pair
+from unlearning.inference.prompting import PromptStyle
+from unlearning.models.devices import training_dtype
 from unlearning.report.load import load_benchmarks
+from unlearning.scoring.evaluation import likelihood_requests, prompts_for
+from unlearning.scoring.field_scores import add_wrong_requests, wrong_answers
 
 ROOT = Path(__file__).resolve().parents[1]
 # scores feed the base model's known facts, the summary, the operating-point selection and the report
@@ -74,10 +88,22 @@ def merged_config(overrides: dict | None = None) -> dict:
     return deep_merge(yaml.safe_load((ROOT / "config.yaml").read_text()), overrides)
 
 
-def bench_workflow(work_dir: Path, overrides: dict | None = None) -> list[dict]:
-    """Full run from empty, no-op rerun, scoring-setting rerun; ``work_dir`` must hold no ``results/``.
+def bench_workflow(
+    work_dir: Path,
+    overrides: dict | None = None,
+    *,
+    runs: int = 3,
+    peak: Callable[[torch.dtype], float] | None = None,
+) -> list[dict]:
+    """Full run from empty (``runs`` times: the median, and every job's median seconds), no-op rerun,
+    scoring-setting rerun; ``work_dir`` must hold no ``results/``. The first run stays in ``work_dir`` for the
+    other sections, the others run in folders of it that are removed afterwards.
 
-    ``overrides`` (e.g. ``{"train": {"precision": "fp32"}}``) go into a config file given to every call."""
+    ``overrides`` (e.g. ``{"train": {"precision": "fp32"}}``) go into a config file given to every call. With
+    ``peak`` (dtype -> the matmul probe's FLOP/s), every training, generation and scoring job gets its achieved
+    FLOP/s and share of that peak (:func:`job_flops`)."""
+    if runs < 1:
+        raise ValueError(f"runs must be at least 1, got {runs}")
     if (work_dir / "results").exists():
         raise FileExistsError(f"{work_dir / 'results'} exists; the end-to-end benchmark starts from an empty one")
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -85,12 +111,21 @@ def bench_workflow(work_dir: Path, overrides: dict | None = None) -> list[dict]:
     base = work_dir / "benchmark_config.yaml"
     base.write_text(yaml.safe_dump(config))
     full, out = snakemake(work_dir, "--configfile", str(base))
-    rows = [{"benchmark": "snakemake --cores all, empty results/", "seconds": full, "reran": sorted(jobs_run(out))}]
+    run_seconds, run_costs = [full], [job_costs(work_dir / "results")]
+    for k in range(2, runs + 1):
+        again = work_dir / f"repeat{k}"
+        run_seconds.append(snakemake(again, "--configfile", str(base))[0])
+        run_costs.append(job_costs(again / "results"))
+        shutil.rmtree(again)
+    rows = [{"benchmark": "snakemake --cores all, empty results/", "seconds": statistics.median(run_seconds),
+             "runs_s": run_seconds, "reran": sorted(jobs_run(out))}]  # fmt: skip
     noop, out = snakemake(work_dir, "--configfile", str(base))
     if "Nothing to be done" not in out:
         raise RuntimeError(f"the rerun of an up-to-date workflow did work:\n{out[-3000:]}")
     rows.append({"benchmark": "no-op rerun", "seconds": noop, "reran": []})
-    costs = job_costs(work_dir / "results")
+    costs = median_costs(run_costs)
+    if peak is not None:
+        costs = with_peak_share(costs, job_flops(work_dir / "results", config), peak)
     config.setdefault("score", {})["batch_size"] = 2 * int(config.get("score", {}).get("batch_size", 16))
     changed = work_dir / "changed_score_setting.yaml"
     changed.write_text(yaml.safe_dump(config))
@@ -100,6 +135,100 @@ def bench_workflow(work_dir: Path, overrides: dict | None = None) -> list[dict]:
         raise RuntimeError(f"changing score.batch_size reran {sorted(reran)}, expected {sorted(SCORING_RERUN)}")
     rows.append({"benchmark": "rerun after a scoring setting change", "seconds": seconds, "reran": sorted(reran)})
     return rows + costs
+
+
+def median_costs(runs: Sequence[list[dict]]) -> list[dict]:
+    """Every job's median seconds over ``runs`` (each :func:`job_costs` of one run) and its largest peak RSS."""
+    by_job: dict[str, list[dict]] = {}
+    for costs in runs:
+        for row in costs:
+            by_job.setdefault(row["benchmark"], []).append(row)
+    return [{"benchmark": job, "seconds": statistics.median(r["seconds"] for r in rows),
+             "peak_rss_mb": max(r["peak_rss_mb"] for r in rows),
+             **({"runs_s": [r["seconds"] for r in rows]} if len(rows) > 1 else {})}
+            for job, rows in by_job.items()]  # fmt: skip
+
+
+# ------------------------------------------------------------------------------------- share of the matmul peak
+
+
+def parameter_count(model_dir: Path) -> int:
+    """Parameters of an imported checkpoint (a tied embedding once), from its safetensors headers."""
+    total = 0
+    for file in sorted(model_dir.glob("*.safetensors")):
+        with safe_open(file, "pt") as weights:
+            total += sum(math.prod(weights.get_slice(name).get_shape()) for name in weights.keys())  # noqa: SIM118
+    if not total:
+        raise FileNotFoundError(f"{model_dir}: no safetensors weights to count")
+    return total
+
+
+def pass_tokens(pairs: Sequence[tuple[list[int], list[int]]]) -> int:
+    """Tokens one forward pass over ``(prompt ids, continuation ids)`` must run at least: the opening every prompt
+    shares once, the rest of every distinct prompt once, and every distinct continuation of each prompt."""
+    prompts = list({tuple(p): None for p, _ in pairs})
+    opening = common_prefix_length(prompts, limit=min((len(p) - 1 for p in prompts), default=0))
+    continuations = {(tuple(p), tuple(c)) for p, c in pairs}
+    return opening + sum(len(p) - opening for p in prompts) + sum(len(c) for _, c in continuations)
+
+
+def inference_tokens(
+    results: Path, model: str, variant: str, tokenizer: PreTrainedTokenizerBase, style: PromptStyle
+) -> tuple[int, int]:
+    """Tokens of one variant's ``generate`` job (each prompt and its greedy answer) and ``score`` job (the
+    variant's pass over every true, wrong and TruthfulQA answer, and the base model's judging pass over the
+    generations: one pass for ``base``, which judges itself), each as :func:`pass_tokens` counts them."""
+    table = pd.read_parquet(results / "generate" / model / f"{variant}.parquet")
+    prompts = prompts_for(tokenizer, table["question"], style)
+    prompt_ids = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+    generate = pass_tokens([(p, []) for p in prompt_ids]) + int(table["new_tokens"].sum())
+    requests, _ = likelihood_requests(table, prompts, pd.read_parquet(results / "data" / "truthfulqa.parquet"))
+    perturbations = results / "perturb" / "perturbations.parquet"
+    wrong = wrong_answers(pd.read_parquet(perturbations)) if perturbations.exists() else {}
+    add_wrong_requests(requests, table["id"], prompts, wrong)
+    judged = list(zip(prompts, table["generation"], strict=True))
+    passes = [requests + judged] if variant == "base" else [requests, judged]
+    score = sum(pass_tokens([encode_pair(tokenizer, p, c) for p, c in pairs]) for pairs in passes)
+    return generate, score
+
+
+def job_flops(results: Path, config: dict) -> dict[str, tuple[float, torch.dtype]]:
+    """FLOPs and matmul dtype of every training, generation and scoring job of a finished run (``job
+    unlearn/smollm2/npo`` -> ...): 6 x parameters x tokens trained (the training log's ``num_tokens``, every
+    forget and retain row of every step; the reference pass is not counted), 2 x parameters x tokens for inference
+    (:func:`inference_tokens`; scoring runs in float32)."""
+    config = json.loads(json.dumps(config))
+    validate(config, str(ROOT / "schemas" / "config.schema.yaml"))  # the schema's defaults, as the Snakefile sees
+    out: dict[str, tuple[float, torch.dtype]] = {}
+    for model in config["models"]:
+        model_dir = results / "models" / model
+        params = parameter_count(model_dir)
+        tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        style = PromptStyle(**prompt_style(config, model))
+        for entry in expand_unlearn(config):
+            log = pd.read_parquet(results / "unlearn" / model / entry / "log.parquet")
+            dtype = training_dtype(unlearn_settings(config, model, entry)["precision"], torch.device("cpu"))
+            out[f"job unlearn/{model}/{entry}"] = (6.0 * params * float(log["num_tokens"].max()), dtype)
+        for variant in ["base", *expand_unlearn(config)]:
+            generate, score = inference_tokens(results, model, variant, tokenizer, style)
+            out[f"job generate/{model}/{variant}"] = (2.0 * params * generate, torch.float32)
+            out[f"job score/{model}/{variant}"] = (2.0 * params * score, torch.float32)
+    return out
+
+
+def with_peak_share(
+    costs: list[dict], flops: dict[str, tuple[float, torch.dtype]], peak: Callable[[torch.dtype], float]
+) -> list[dict]:
+    """``costs`` with achieved FLOP/s and the share of the matmul probe's peak in the job's dtype, where known."""
+    out = []
+    for row in costs:
+        if row["benchmark"] in flops:
+            work, dtype = flops[row["benchmark"]]
+            rate = work / row["seconds"]
+            row = {**row, "flops_per_s": rate, "pct_of_matmul_peak": 100 * rate / peak(dtype),
+                   "dtype": str(dtype).removeprefix("torch.")}  # fmt: skip
+        out.append(row)
+    return out
 
 
 # ------------------------------------------------------------------------------------- cost curves

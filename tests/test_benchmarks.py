@@ -17,7 +17,7 @@ sys.path.insert(0, str(BENCHMARKS))
 
 from matmul_peak import matmul_flops  # noqa: E402
 from training_speed import ABLATION, TokenStats, Variant, executed_flops, linear_params  # noqa: E402
-from workflow_time import jobs_run  # noqa: E402
+from workflow_time import jobs_run, median_costs, pass_tokens, with_peak_share  # noqa: E402
 
 EVERY_SECTION = ("workflow", "training", "methods", "generation", "likelihood", "curves", "memory", "sample",
                  "plausibility", "gpu")  # fmt: skip
@@ -104,6 +104,29 @@ def test_job_costs_read_snakemakes_benchmark_files(tmp_path: Path) -> None:
         {"benchmark": "job summarize", "seconds": 2.0, "peak_rss_mb": 300.0},
         {"benchmark": "job unlearn/smollm2/dpo", "seconds": 60.5, "peak_rss_mb": 4000.2},
     ]
+
+
+def test_pass_tokens_count_the_shared_opening_once_and_each_distinct_continuation() -> None:
+    opening = list(range(100, 110))  # 10 tokens every prompt shares
+    a, b = [*opening, 1, 2], [*opening, 3]
+    # a's prompt twice (one distinct continuation twice, another once), b once; an empty continuation adds nothing
+    pairs = [(a, [7, 8]), (a, [7, 8]), (a, [9]), (b, [5, 6, 7]), (b, [])]
+    assert pass_tokens(pairs) == 10 + 2 + 1 + (2 + 1 + 3)
+    assert pass_tokens([([1, 2, 3], [4])]) == 3 + 1  # one prompt: nothing shared
+
+
+def test_workflow_jobs_get_their_median_and_share_of_the_peak_in_their_dtype() -> None:
+    runs = [[{"benchmark": "job score/m/base", "seconds": s, "peak_rss_mb": m}] for s, m in ((10, 5), (30, 7), (20, 6))]
+    [row] = median_costs(runs)
+    assert row["seconds"] == 20 and row["peak_rss_mb"] == 7 and row["runs_s"] == [10, 30, 20]
+    peaks = {torch.float32: 100.0, torch.bfloat16: 400.0}
+    flops = {"job score/m/base": (1000.0, torch.float32), "job unlearn/m/npo": (8000.0, torch.bfloat16)}
+    costs = [row, {"benchmark": "job unlearn/m/npo", "seconds": 40.0, "peak_rss_mb": 1.0},
+             {"benchmark": "job perturb", "seconds": 2.0, "peak_rss_mb": 1.0}]  # fmt: skip
+    score, unlearn, perturb = with_peak_share(costs, flops, peaks.__getitem__)
+    assert score["flops_per_s"] == 50.0 and score["pct_of_matmul_peak"] == 50.0 and score["dtype"] == "float32"
+    assert unlearn["flops_per_s"] == 200.0 and unlearn["pct_of_matmul_peak"] == 50.0
+    assert "pct_of_matmul_peak" not in perturb
 
 
 def test_matmul_probe_measures_a_real_product() -> None:

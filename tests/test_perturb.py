@@ -141,7 +141,7 @@ def test_short_questions_get_more_rounds(tiny, monkeypatch: pytest.MonkeyPatch) 
         calls.append(len(prompts))
         return [Generation(script[rnd][i % 3], 2) for i in range(len(prompts))]
 
-    monkeypatch.setattr("unlearning.perturbation.wrong_answers.generate", scripted)
+    monkeypatch.setattr("unlearning.inference.generation.generate", scripted)
     cfg = {**CFG, "k": 3, "max_rounds": 3}
     result = perturb_with_model(model, tokenizer, forget_set(2), cfg, perturber="tiny", seed=0)
     assert calls == [6, 6, 6]  # both questions stayed short until round 3

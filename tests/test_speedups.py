@@ -37,6 +37,37 @@ def test_shared_prompt_likelihoods_equal_one_pair_at_a_time(
     assert shared[4].tokens == 0 and shared[5].tokens >= 1
 
 
+def test_likelihoods_continue_from_the_opening_computed_once(
+    tiny_manifest: Manifest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The opening every prompt shares (the chat template's system turn) runs once per call: every packed sequence
+    starts after it and continues from a copy of its KV cache, with the scores of sequences that run it again."""
+    from unlearning.inference import batching, likelihood
+
+    model, tokenizer = load_model(tiny_manifest, device=torch.device("cpu"))
+    prompts = [build_prompt(tokenizer, q) for q in QUESTIONS]
+    ps, cs = [prompts[i] for i, _ in OPTIONS], [c for _, c in OPTIONS]
+    opening = shared_opening(model, [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts], 0)
+    assert opening is not None and opening.length >= batching.MIN_SHARED_PREFIX
+    name = batching.cache_kwarg(model.get_decoder())
+    passes: list[tuple[int, int | None]] = []  # (tokens per sequence, cached tokens) of every decoder pass
+    handle = model.get_decoder().register_forward_pre_hook(
+        lambda m, a, kw: passes.append((kw["input_ids"].shape[1], kw[name].get_seq_length() if kw.get(name) else None)),
+        with_kwargs=True,
+    )
+    cached = continuation_logliks(model, tokenizer, ps, cs, batch_size=8, details=True)
+    cached_passes, passes[:] = list(passes), []
+    monkeypatch.setattr(likelihood, "shared_opening", lambda *args: None)  # each packed sequence runs the opening
+    again = continuation_logliks(model, tokenizer, ps, cs, batch_size=8, details=True)
+    handle.remove()
+    # the opening's own pass, then one packed pass that continues from its cache and is shorter by its length
+    assert cached_passes == [(opening.length, None), (passes[0][0] - opening.length, opening.length)]
+    assert passes[0][1] is None
+    for a, b in zip(cached, again, strict=True):
+        assert a.tokens == b.tokens and a.total == pytest.approx(b.total, abs=LOGLIK_TOLERANCE)
+        assert a.vocab_var == pytest.approx(b.vocab_var, abs=1e-3)
+
+
 def test_a_repeated_continuation_is_scored_once_with_the_details_asked_for(tiny_manifest: Manifest) -> None:
     """TruthfulQA's best answer is also one of its correct answers: a prompt's repeated continuation runs once, and
     each copy gets the result (per-token details only where asked), as when scored on its own."""

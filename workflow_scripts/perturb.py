@@ -12,8 +12,6 @@ smk = snakemake  # noqa: F821 (injected by Snakemake)
 
 with stage("perturb", smk.log) as log:
     from unlearning.core.parquet_io import read_parquet, write_parquet
-    from unlearning.models.checkpoints import Manifest, load_model, resolve
-    from unlearning.models.devices import pick_device
     from unlearning.perturbation.wrong_answers import (
         combine,
         empty_table,
@@ -25,6 +23,11 @@ with stage("perturb", smk.log) as log:
     cfg, seed = smk.params.cfg, smk.params.seed
 
     def run_perturber(questions):
+        # torch and transformers load only when the perturber runs (a pre-made file that covers every question
+        # needs neither)
+        from unlearning.models.checkpoints import Manifest, load_model, resolve
+        from unlearning.models.devices import pick_device
+
         if smk.input.get("model"):
             manifest = Manifest.load(f"{smk.input.model}/model.json")
         else:

@@ -100,6 +100,7 @@ class Opening:
 
     length: int
     cache: Any  # noqa: ANN401 (a transformers Cache)
+    tokens: tuple[int, ...]
 
     def copies(self, rows: int) -> Any:  # noqa: ANN401
         """A copy of the cache for a batch of ``rows`` prompts."""
@@ -145,5 +146,6 @@ def shared_opening(model: torch.nn.Module, prompts: Sequence[Sequence[int]], tai
     window = sliding_window(model) if shared else None
     if not shared or (window and max(len(p) for p in prompts) + tail > window):
         return None
-    ids = torch.tensor([list(prompts[0][:shared])], device=model.device)
-    return Opening(shared, returned_cache(model(input_ids=ids, use_cache=True, logits_to_keep=1)))
+    tokens = tuple(prompts[0][:shared])
+    ids = torch.tensor([list(tokens)], device=model.device)
+    return Opening(shared, returned_cache(model(input_ids=ids, use_cache=True, logits_to_keep=1)), tokens)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from .batching import run_batched
+from .batching import run_batched, shared_opening
 from .packed_rows import answer_logits
 
 log = logging.getLogger(__name__)
@@ -39,6 +39,14 @@ class LogLik:
     @property
     def mean(self) -> float:
         return self.total / self.tokens if self.tokens else float("nan")
+
+
+def encode_pair(tokenizer: PreTrainedTokenizerBase, prompt: str, continuation: str) -> tuple[list[int], list[int]]:
+    """The token ids of a prompt and of its continuation, each tokenised on its own: the continuation stripped, after
+    a space unless the prompt ends with one or with a line break."""
+    text = continuation.strip() if prompt.endswith((" ", "\n")) else " " + continuation.strip()
+    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    return prompt_ids, tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
 def continuation_logliks(
@@ -69,9 +77,7 @@ def continuation_logliks(
     pairs = []
     truncated = 0
     for prompt, cont in zip(prompts, continuations, strict=True):
-        p = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-        text = cont.strip() if prompt.endswith((" ", "\n")) else " " + cont.strip()
-        c = tokenizer(text, add_special_tokens=False)["input_ids"]
+        p, c = encode_pair(tokenizer, prompt, cont)
         if len(p) + len(c) > max_length:
             truncated += 1
             c = c[: max(0, max_length - len(p))]
@@ -82,10 +88,10 @@ def continuation_logliks(
 
     # Requests that share a prompt (a question's true and wrong answers, a TruthfulQA item's options, a question's
     # generation judged in the same pass) form one group; a batch holds whole groups. Its rows run packed without
-    # padding, the opening every prompt shares (a chat template's system turn) and each group's prompt once per
-    # packed sequence, and the LM head projects only the positions that predict a continuation token
-    # (:func:`unlearning.inference.packed_rows.answer_logits`, the training forward): on the scoring stage's
-    # requests, six of ten positions of a padded batch were padding.
+    # padding, each group's prompt once per packed sequence and the opening every prompt shares (a chat template's
+    # system turn) once per call, its KV cache copied into every packed sequence; the LM head projects only the
+    # positions that predict a continuation token (:func:`unlearning.inference.packed_rows.answer_logits`, the
+    # training forward): on the scoring stage's requests, six of ten positions of a padded batch were padding.
     groups: dict[tuple[int, ...], list[int]] = {}
     for index, (p, _, _) in enumerate(pairs):
         if not p:
@@ -93,6 +99,8 @@ def continuation_logliks(
         groups.setdefault(tuple(p), []).append(index)
     items = list(groups.items())
     results: list[LogLik | None] = [None] * len(pairs)
+    # the opening of every prompt runs once for the whole call, and each packed sequence continues from its cache
+    prefix = shared_opening(model, [p for p, _ in items], max((len(c) for _, c, _ in pairs), default=0))
 
     def row_result(step: torch.Tensor, c: list[int], detail: bool) -> LogLik:
         """A continuation's LogLik from ``step``: one row of logits per continuation token (row t predicts c[t])."""
@@ -144,7 +152,7 @@ def continuation_logliks(
             labels[r, len(p) : len(p) + len(c)] = torch.tensor(c)
         device = model.device
         batch_tensors = {"input_ids": ids.to(device), "attention_mask": mask.to(device), "labels": labels.to(device)}
-        logits, _, _ = answer_logits(model, batch_tensors)  # [continuation tokens, vocab], row by row
+        logits, _, _ = answer_logits(model, batch_tensors, prefix)  # [continuation tokens, vocab], row by row
         start = 0
         for i, same in zip(rows, copies.values(), strict=True):
             _, c, detail = pairs[i]

@@ -76,9 +76,12 @@ class _Sequence:
         return segment, start
 
 
-def _mask(sequences: list[_Sequence], width: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """The additive attention mask ``[n, 1, width, width]``: 0 where a query may see a key (an earlier or the same
-    token of its own segment or of a segment it continues), the dtype's minimum elsewhere; padding sees itself."""
+def _mask(
+    sequences: list[_Sequence], width: int, dtype: torch.dtype, device: torch.device, cached: int = 0
+) -> torch.Tensor:
+    """The additive attention mask ``[n, 1, width, cached + width]``: 0 where a query may see a key (the ``cached``
+    opening tokens already in the KV cache, an earlier or the same token of its own segment or of a segment it
+    continues), the dtype's minimum elsewhere; padding sees itself."""
     allowed = torch.zeros((len(sequences), width, width), dtype=torch.bool)
     causal = torch.ones((width, width), dtype=torch.bool).tril()
     for i, seq in enumerate(sequences):
@@ -89,19 +92,22 @@ def _mask(sequences: list[_Sequence], width: int, dtype: torch.dtype, device: to
         seg = torch.tensor(seq.segments)
         allowed[i, :n, :n] = sees[seg[:, None], seg[None, :]] & causal[:n, :n]
         allowed[i, range(n, width), range(n, width)] = True
+    allowed = torch.cat([torch.ones((len(sequences), width, cached), dtype=torch.bool), allowed], dim=-1)
     mask = torch.zeros(allowed.shape, dtype=dtype).masked_fill(~allowed, torch.finfo(dtype).min)
     return mask[:, None].to(device)
 
 
 def answer_states(
-    decoder: torch.nn.Module, batch: Mapping[str, torch.Tensor]
+    decoder: torch.nn.Module, batch: Mapping[str, torch.Tensor], prefix: batching.Opening | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The decoder's hidden state at every position that predicts an answer token: ``hidden [n, hidden_size]``,
     the token each predicts ``targets [n]`` and its batch row ``rows [n]``, in row order and, within a row, in
     sequence order (as from one plain forward over the padded rows).
 
     ``batch`` is a right-padded batch of sequences (``input_ids``, ``attention_mask``, ``labels`` with -100 off
-    the answer, each ``[rows, length]``).
+    the answer, each ``[rows, length]``). ``prefix`` (inference only: no gradient reaches it) is the KV cache of
+    an opening computed once for many batches (:func:`unlearning.inference.batching.shared_opening`); when every
+    row opens with its tokens, the packed sequences continue from copies of it instead of running it again.
     """
     ids, mask, labels = batch["input_ids"], batch["attention_mask"], batch["labels"]
     device = ids.device
@@ -124,6 +130,9 @@ def answer_states(
     if "flash" in (getattr(decoder.config, "_attn_implementation", None) or "") or (window and max(lengths) > window):
         return _plain(decoder, ids, mask, labels)  # a 4-D mask cannot express this model's attention
 
+    # the opening already in ``prefix``'s cache runs no more; the packed sequences hold the rest of the opening
+    reusable = prefix is not None and prefix.length <= opening and contexts[0][: prefix.length] == list(prefix.tokens)
+    cached = prefix.length if reusable else 0
     sequences: list[_Sequence] = []
     where: dict[int, tuple[int, int, int]] = {}  # row -> (sequence, index of its own first token, its position)
     plans = []
@@ -138,10 +147,10 @@ def answer_states(
         if target is None:
             sequences.append(_Sequence())
             target = len(sequences) - 1
-            if opening:
-                sequences[-1].add(tokens[rows[0]][:opening], 0, set())
+            if opening > cached:
+                sequences[-1].add(tokens[rows[0]][cached:opening], cached, set())
         seq = sequences[target]
-        parents = {0} if opening else set()
+        parents = {0} if opening > cached else set()
         if shared:
             segment, _ = seq.add(list(middle), opening, parents)
             parents = parents | {segment}
@@ -156,10 +165,12 @@ def answer_states(
         packed_ids[i, : len(seq.tokens)] = torch.tensor(seq.tokens)
         positions[i, : len(seq.tokens)] = torch.tensor(seq.positions)
     dtype = decoder.get_input_embeddings().weight.dtype
+    past = {batching.cache_kwarg(decoder): prefix.copies(len(sequences))} if cached else {}
     hidden = decoder(
         input_ids=packed_ids.to(device),
-        attention_mask=_mask(sequences, width, dtype, device),
+        attention_mask=_mask(sequences, width, dtype, device, cached),
         position_ids=positions.to(device),
+        **past,
     ).last_hidden_state
     # every answer token, in row order: the hidden state one position before it predicts it
     seq_index, token_index, targets, rows = [], [], [], []
@@ -186,20 +197,20 @@ def backbone_and_head(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.nn
 
 
 def answer_logits(
-    model: torch.nn.Module, batch: Mapping[str, torch.Tensor]
+    model: torch.nn.Module, batch: Mapping[str, torch.Tensor], prefix: batching.Opening | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Logits at the positions that predict an answer token, and nothing else.
 
     The LM head is the costliest layer of a small model with a large vocabulary; projecting only the answer
     positions (a few per row) instead of every prompt and padding position saves most of it in training. The
-    decoder runs the rows packed, each shared part of the prompts once
-    (:func:`answer_states`).
+    decoder runs the rows packed, each shared part of the prompts once, and continues from ``prefix``'s cached
+    opening when given (:func:`answer_states`).
 
     Returns ``logits [n, vocab]`` (float32), ``targets [n]`` (the answer token each position predicts) and
     ``rows [n]`` (the batch row of each), where ``n`` is the number of answer tokens in the batch.
     """
     decoder, head = backbone_and_head(model)
-    hidden, targets, rows = answer_states(decoder, batch)
+    hidden, targets, rows = answer_states(decoder, batch, prefix)
     logits = head(hidden).float()
     softcap = getattr(getattr(model, "config", None), "final_logit_softcapping", None)
     if softcap:  # Gemma-style logit soft-capping, as the model's own forward applies it

@@ -25,16 +25,17 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from ..core.errors import InputError
 from ..core.parquet_io import TEXT_DTYPE, typed_frame
 from ..data.sources import load_local
-from ..inference.generation import generate
 from ..inference.prompting import build_prompt
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 log = logging.getLogger(__name__)
 #: The perturbation table's columns and dtypes, kept when it has no rows (no perturber, every candidate rejected)
@@ -312,6 +313,8 @@ def perturb_with_model(
     chat_template: bool = True,
 ) -> PerturbResult:
     """``cfg['k']`` filtered wrong answers per question, sampling up to ``max_rounds`` rounds."""
+    from ..inference.generation import generate  # torch only where the perturber runs: build_pairs stays light
+
     template = load_template(cfg)
     thash = template_hash(template)
     k = int(cfg["k"])

@@ -13,19 +13,19 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from ..core.errors import InputError
 from ..core.parquet_io import TEXT_DTYPE, typed_frame
-from ..inference.generation import generate
-from ..inference.likelihood import continuation_logliks
 from ..inference.prompting import PromptStyle, build_prompt, stops_at_newline
-from ..models.adapters import merged_for_inference
 from . import bootstrap, field_scores, metric_registry, metrics
 from .metric_registry import ALL_KINDS
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 log = logging.getLogger(__name__)
 GENERATION_COLUMNS = ["id", "split", "kind", "person", "question", "reference", "generation", "new_tokens"]
@@ -81,6 +81,8 @@ def answer_questions(
     batch_size: int,
 ) -> pd.DataFrame:
     """One greedy answer per question, in the generation table's columns."""
+    from ..inference.generation import generate  # torch only where a model runs: the summary job stays light
+
     outs = generate(
         model,
         tokenizer,
@@ -143,6 +145,9 @@ def score_answers(
     and choice columns; every other column of :data:`unlearning.scoring.field_scores.FIELD_COLUMNS` comes from the same
     pass.
     """
+    from ..inference.likelihood import continuation_logliks  # as in answer_questions: torch only here
+    from ..models.adapters import merged_for_inference
+
     df = generations.reset_index(drop=True).copy()
     df = pd.concat([df, metrics.rouge(df["generation"].tolist(), df["reference"].tolist())], axis=1)
     df["bleu"] = metrics.sentence_bleu(df["generation"].tolist(), df["reference"].tolist())

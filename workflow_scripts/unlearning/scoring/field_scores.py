@@ -22,11 +22,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from ..inference.likelihood import LogLik
 from . import metrics
+
+if TYPE_CHECKING:  # the summary reads this module's columns without importing torch
+    from ..inference.likelihood import LogLik
 
 FIELD_COLUMNS = (
     "extraction_strength",
