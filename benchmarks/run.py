@@ -13,8 +13,9 @@ a Markdown table and writes its rows as JSON (``--out``); ``sample`` and ``plaus
 
 Sections, each with its helper module (named by what it measures); the first six are the default:
 
-  workflow      Snakemake from an empty results/, a no-op rerun, the rerun after a scoring setting changes (only
-                scoring and the report may rerun), each job's time and peak memory (workflow_time.py)
+  workflow      Snakemake from an empty results/ (--workflow-runs times, the median), a no-op rerun, the rerun
+                after a scoring setting changes (only scoring and the report may rerun), each job's time and peak
+                memory, and each heavy job's FLOP/s and share of the matmul probe (workflow_time.py)
   training      plain trl.DPOTrainer with its default settings against this project's training, with each
                 speed-up's share and the FLOP/s against the matmul probe (training_speed.py)
   methods       every registered method: this project's training against a plain Hugging Face Trainer with the
