@@ -24,6 +24,14 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The real-SLURM tests run last. They install Slurm's client and stop their cluster afterwards, and from then
+    on every Snakemake start waits about 9 s: the Slurm executor plugin asks `scontrol show config` when Snakemake
+    loads it, and that waits for a controller that no longer runs (docs/performance.md). The sort is stable, so
+    every other test keeps its order."""
+    items.sort(key=lambda item: item.path.name == "test_slurm.py")
+
+
 def build_tiny_model(out_dir: Path, tokenizer_dir: Path, seed: int = 0, *, tied: bool = False) -> Path:
     """A 2-layer random Llama saved as a safetensors checkpoint beside the SmolLM2 tokenizer (``tied``: one tensor
     for the input and output embeddings, as SmolLM2 has)."""

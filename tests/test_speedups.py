@@ -289,7 +289,9 @@ def test_scores_with_a_speed_up_equal_those_without(
     no_tqa = pd.DataFrame(columns=["id"])
     merged = evaluation.score_answers(model, tokenizer, gens, no_tqa, style, batch_size=4, wrong=wrong)
     if speed_up == "merged adapter":
-        monkeypatch.setattr(evaluation, "merged_for_inference", lambda model: contextlib.nullcontext(False))
+        from unlearning.models import adapters
+
+        monkeypatch.setattr(adapters, "merged_for_inference", lambda model: contextlib.nullcontext(False))
     else:
         monkeypatch.setattr(batching, "SHARE_PROMPTS", False)
     plain = evaluation.score_answers(model, tokenizer, gens, no_tqa, style, batch_size=4, wrong=wrong)
