@@ -37,14 +37,18 @@ def test_shared_prompt_likelihoods_equal_one_pair_at_a_time(
     assert shared[4].tokens == 0 and shared[5].tokens >= 1
 
 
+@pytest.mark.parametrize("which", ["tiny_manifest", "tiny_gemma3_manifest, wide window"])
 def test_likelihoods_continue_from_the_opening_computed_once(
-    tiny_manifest: Manifest, monkeypatch: pytest.MonkeyPatch
+    which: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The opening every prompt shares (the chat template's system turn) runs once per call: every packed sequence
-    starts after it and continues from a copy of its KV cache, with the scores of sequences that run it again."""
+    starts after it and continues from a copy of its KV cache, with the scores of sequences that run it again (also
+    for Gemma 3, whose local layers' window the rows fit in)."""
     from unlearning.inference import batching, likelihood
 
-    model, tokenizer = load_model(tiny_manifest, device=torch.device("cpu"))
+    model, tokenizer = load_model(request.getfixturevalue(which.split(",")[0]), device=torch.device("cpu"))
+    if which.endswith("wide window"):
+        model.config.get_text_config().sliding_window = 512
     prompts = [build_prompt(tokenizer, q) for q in QUESTIONS]
     ps, cs = [prompts[i] for i, _ in OPTIONS], [c for _, c in OPTIONS]
     opening = shared_opening(model, [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts], 0)
