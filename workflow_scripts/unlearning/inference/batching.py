@@ -98,9 +98,12 @@ def common_prefix_length(sequences: Sequence[Sequence[int]], limit: int | None =
 class Opening:
     """The KV cache of the tokens every prompt opens with (one row), computed once; batches continue from copies."""
 
-    length: int
-    cache: Any  # noqa: ANN401 (a transformers Cache)
     tokens: tuple[int, ...]
+    cache: Any  # noqa: ANN401 (a transformers Cache)
+
+    @property
+    def length(self) -> int:
+        return len(self.tokens)
 
     def copies(self, rows: int) -> Any:  # noqa: ANN401
         """A copy of the cache for a batch of ``rows`` prompts."""
@@ -148,4 +151,4 @@ def shared_opening(model: torch.nn.Module, prompts: Sequence[Sequence[int]], tai
         return None
     tokens = tuple(prompts[0][:shared])
     ids = torch.tensor([list(tokens)], device=model.device)
-    return Opening(shared, returned_cache(model(input_ids=ids, use_cache=True, logits_to_keep=1)), tokens)
+    return Opening(tokens, returned_cache(model(input_ids=ids, use_cache=True, logits_to_keep=1)))
