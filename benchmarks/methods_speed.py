@@ -37,6 +37,7 @@ from unlearning.training.engine import ExampleCollator, RetainBatches, lora_conf
 from unlearning.training.methods import METHODS, get_method
 from unlearning.training.methods.base import Method
 from unlearning.training.methods.dpo import dpo_loss
+from unlearning.training.methods.ihl import ihl_loss
 from unlearning.training.methods.npo import npo_loss
 from unlearning.training.methods.rmu import masked_mse
 from unlearning.training.methods.simnpo import simnpo_loss
@@ -112,6 +113,12 @@ def plain_undial(model: torch.nn.Module, batch: Mapping[str, Any], method: Metho
     return undial_loss(full_logits(model, seqs)[:, :-1][keep], ref, seqs["labels"][:, 1:][keep], method.settings.beta)
 
 
+def plain_ihl(model: torch.nn.Module, batch: Mapping[str, Any], method: Method) -> torch.Tensor:
+    seqs = batch["forget"]
+    keep = seqs["labels"][:, 1:] != -100
+    return ihl_loss(full_logits(model, seqs)[:, :-1][keep], seqs["labels"][:, 1:][keep])[0]
+
+
 def hidden_after(model: torch.nn.Module, seqs: Batch, layer: int) -> torch.Tensor:
     """Layer ``layer``'s output the usual way: a whole forward with every hidden state returned."""
     out = model(input_ids=seqs["input_ids"], attention_mask=seqs["attention_mask"], output_hidden_states=True)
@@ -132,6 +139,7 @@ PLAIN_FORGET: dict[str, Callable[[torch.nn.Module, Mapping[str, Any], Method], t
     "npo": plain_npo,
     "simnpo": plain_simnpo,
     "undial": plain_undial,
+    "ihl": plain_ihl,
     "rmu": plain_rmu,
 }
 

@@ -166,7 +166,9 @@ def test_repeated_runs_show_the_median_run_and_list_every_clock() -> None:
     assert "median" not in detail({"runs_s": [30.0]})
 
 
-@pytest.mark.parametrize("method", ["dpo", "idk_dpo", "grad_ascent", "grad_diff", "npo", "simnpo", "rmu", "undial"])
+@pytest.mark.parametrize(
+    "method", ["dpo", "idk_dpo", "grad_ascent", "grad_diff", "npo", "simnpo", "rmu", "undial", "ihl"]
+)
 def test_plain_baseline_trains_the_same_loss_as_the_project(tiny_manifest, tmp_path: Path, method: str) -> None:  # noqa: ANN001
     """On the tiny model in fp32 the plain Trainer and the project's engine see the same tokens and agree on every
     step's loss: the speed-ups (answer-position head, precomputed reference, early-exit RMU) change no result."""

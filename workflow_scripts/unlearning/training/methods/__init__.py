@@ -28,4 +28,4 @@ def get_method(name: str) -> type[Method]:
 
 
 # the built-in methods register themselves on import
-from . import dpo, grad_ascent, grad_diff, idk_dpo, npo, rmu, simnpo, undial  # noqa: E402, F401
+from . import dpo, grad_ascent, grad_diff, idk_dpo, ihl, npo, rmu, simnpo, undial  # noqa: E402, F401
