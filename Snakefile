@@ -53,6 +53,7 @@ localrules:
     prepare_data,
     import_model,
     build_pairs,
+    build_own_pairs,
     known_facts,
     summarize,
     select_operating_points,

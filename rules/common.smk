@@ -8,6 +8,7 @@ from unlearning.config.settings import (  # noqa: E402
     expand_unlearn,
     import_settings,
     needs_pairs,
+    pairs_file,
     perturb_settings,
     pooled_name,
     prompt_style,
@@ -211,8 +212,10 @@ def adapter_inputs(wildcards):
 
 
 def pairs_inputs(wildcards):
-    """The DPO pairs, for the methods that train on them only: the others never wait on the perturber."""
-    return {"pairs": "results/perturb/dpo_pairs.parquet"} if needs_pairs(config, wildcards.method) else {}
+    """The DPO pairs, for the methods that train on them only: the others never wait on the perturber. An entry
+    with pairing: own_answer reads its model's own-answer pairs (so it waits on that model's base generation)."""
+    path = pairs_file(config, wildcards.model, wildcards.method)
+    return {"pairs": path} if path else {}
 
 
 validate_unlearn_entries()

@@ -45,3 +45,25 @@ rule build_pairs:
         "logs/build_pairs.log",
     script:
         "../workflow_scripts/build_pairs.py"
+
+
+rule build_own_pairs:
+    """DPO pairs in one model's own answer format (entries with pairing: own_answer): rejected = the base model's
+    greedy answer to a forget_train question, chosen = that answer with the true answer replaced by the wrong one
+    that build_pairs samples (same seed); questions whose answer lacks the true one are left out and counted."""
+    input:
+        qa="results/data/qa.parquet",
+        perturbations="results/perturb/perturbations.parquet",
+        generations="results/generate/{model}/base.parquet",
+    output:
+        "results/perturb/own_pairs/{model}.parquet",
+    params:
+        per_question=config["pairs"]["per_question"],
+        refusals=config["perturb"]["refusals"],
+        seed=config["seed"],
+    conda:
+        "../envs/unlearning.yaml"
+    log:
+        "logs/build_own_pairs/{model}.log",
+    script:
+        "../workflow_scripts/build_own_pairs.py"

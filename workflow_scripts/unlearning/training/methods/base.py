@@ -85,6 +85,8 @@ def _matches(value: Any, hint: Any) -> bool:  # noqa: ANN401
         return any(_matches(value, arm) for arm in typing.get_args(hint))
     if hint is type(None):
         return value is None
+    if origin is typing.Literal:
+        return value in typing.get_args(hint)
     if origin is tuple:
         item = typing.get_args(hint)[0]
         return isinstance(value, list | tuple) and all(_matches(v, item) for v in value)
@@ -96,6 +98,8 @@ def _matches(value: Any, hint: Any) -> bool:  # noqa: ANN401
 
 
 def _type_name(hint: Any) -> str:  # noqa: ANN401
+    if typing.get_origin(hint) is typing.Literal:
+        return "value (one of " + ", ".join(map(repr, typing.get_args(hint))) + ")"
     return str(hint).replace("typing.", "").replace("<class '", "").replace("'>", "")
 
 

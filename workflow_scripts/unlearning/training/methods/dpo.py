@@ -9,13 +9,19 @@ Optimization", eq. 7), as TRL's ``loss_type: sigmoid``:
 
 Default beta = 0.1 (TRL's and the study's). Logged: DPO's implicit rewards ``beta * d`` of chosen and rejected,
 their margin and the share of pairs with a positive margin (TRL's ``rewards/*``).
+
+``pairing`` picks the pairs file the entry's unlearn job reads (rules/common.smk ``pairs_inputs``): ``short``
+(default, the study's) = results/perturb/dpo_pairs.parquet, the short wrong answer over the short true one;
+``own_answer`` = results/perturb/own_pairs/{model}.parquet, the base model's own answer with the true answer
+swapped for the wrong one over the answer itself, so that chosen and rejected differ only in the fact
+(:func:`unlearning.perturbation.pairs.build_own_pairs`). The loss is the same for both.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 import torch
@@ -28,6 +34,7 @@ from .base import Method, sequence_logprob
 @dataclass(frozen=True)
 class DPOSettings:
     beta: float = 0.1  # strength of the implicit KL constraint to the reference
+    pairing: Literal["short", "own_answer"] = "short"  # which pairs the entry trains on (see the module docstring)
 
 
 def dpo_loss(
