@@ -1,4 +1,4 @@
-"""Snakemake entry: LoRA unlearning of one model with one unlearn: entry (rule unlearn)."""
+"""Snakemake entry: unlearning of one model with one unlearn: entry, LoRA or full fine-tuning (rule unlearn)."""
 
 import sys
 from pathlib import Path
@@ -18,13 +18,14 @@ with stage("unlearn", smk.log) as log:
     from unlearning.training.engine import train
 
     cfg = smk.params.cfg
+    fila = cfg.get("adapter", "lora") == "lora" and cfg["lora"].get("init") == "fila"  # its Fisher pass reads retain
     qa = trainable(read_parquet(smk.input.qa))  # probes are scored, never trained on
     result = train(
         Manifest.load(f"{smk.input.model}/model.json"),
         cfg,
         forget=qa[qa["split"] == "forget_train"],
         pairs=read_parquet(path) if (path := smk.input.get("pairs")) else None,
-        retain=qa[qa["split"].isin(cfg["retain_split"])] if cfg["retain_weight"] else None,
+        retain=qa[qa["split"].isin(cfg["retain_split"])] if cfg["retain_weight"] or fila else None,
         style=PromptStyle(**smk.params.style),
         adapter_dir=smk.output.adapter,
         checkpoint_dir=smk.params.checkpoints,
@@ -48,6 +49,7 @@ with stage("unlearn", smk.log) as log:
         "resumed_from_step": result.resumed_from_step,
         "seconds": result.seconds,
         "truncated_prompts": result.truncated_prompts,
+        "fisher_seconds": result.fisher_seconds,
     }
     write_parquet(
         result.log,

@@ -34,6 +34,7 @@ TRAIN_KEYS = frozenset(
     {
         "lora", "learning_rate", "epochs", "batch_size", "grad_accum", "max_length", "max_prompt_length",
         "retain_weight", "retain_kind", "retain_split", "precision", "gradient_checkpointing", "save_steps", "seed",
+        "adapter",
     }
 )  # fmt: skip
 ENTRY_NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]*"  # an unlearn: entry name becomes a folder and a {variant} wildcard
@@ -181,8 +182,10 @@ def unlearn_settings(config: Mapping[str, Any], model: str, entry: str) -> dict[
     """The resolved settings of one (model, unlearn entry) training job.
 
     ``train`` < the model's ``train`` < the method's own defaults for train keys (``default_retain_weight``) < the
-    entry's keys. Returns the train keys (``retain_split`` always a list), ``seed``, ``method`` and the method's
-    own ``settings`` (a mapping). Raises ValueError naming the entry and the method for an unknown method or key.
+    entry's keys. Returns the train keys (``retain_split`` always a list, ``adapter`` always set, no ``lora`` with
+    ``adapter: full``), ``seed``, ``method`` and the method's own ``settings`` (a mapping). Raises ValueError naming
+    the entry and the method for an unknown method or key, and naming the keys for ``lora:`` keys in an entry that
+    sets ``adapter: full``.
     """
     from ..training.methods import get_method  # the registry imports torch: only when settings are resolved
 
@@ -199,6 +202,15 @@ def unlearn_settings(config: Mapping[str, Any], model: str, entry: str) -> dict[
     if method.default_retain_weight is not None:
         merged["retain_weight"] = method.default_retain_weight
     merged = deep_merge(merged, {k: v for k, v in spec.items() if k in TRAIN_KEYS})
+    merged.setdefault("adapter", "lora")
+    if merged["adapter"] == "full":
+        if spec.get("lora"):  # the lora: inherited from train: is simply unused by full fine-tuning
+            keys = ", ".join(f"lora.{k}" for k in sorted(spec["lora"]))
+            raise ValueError(
+                f"unlearn.{entry}: adapter: full trains every weight, so the entry's {keys} cannot apply; "
+                "remove them, or use adapter: lora"
+            )
+        merged.pop("lora", None)
     merged.setdefault("seed", config["seed"])
     split = merged.get("retain_split") or []
     merged["retain_split"] = [split] if isinstance(split, str) else list(split)
@@ -212,6 +224,17 @@ def needs_pairs(config: Mapping[str, Any], entry: str) -> bool:
     from ..training.methods import get_method
 
     return get_method(expand_unlearn(config)[entry]["method"]).needs_pairs
+
+
+def pairs_file(config: Mapping[str, Any], model: str, entry: str) -> str | None:
+    """The DPO pairs an entry's unlearn job of ``model`` reads: by its ``pairing:`` (a setting of the methods that
+    train on the perturbation stage's pairs, e.g. dpo), ``short`` (the default) the shared short-answer pairs,
+    ``own_answer`` the pairs built from ``model``'s own base answers; None for a method that reads no pairs."""
+    if not needs_pairs(config, entry):
+        return None
+    if expand_unlearn(config)[entry].get("pairing", "short") == "own_answer":
+        return f"results/perturb/own_pairs/{model}.parquet"
+    return "results/perturb/dpo_pairs.parquet"
 
 
 IMPORT_KEYS = ("path", "revision", "gguf", "trust_remote_code", "chat_template")

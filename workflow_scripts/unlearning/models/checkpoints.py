@@ -25,6 +25,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTra
 
 from ..core.errors import InputError
 from .devices import pick_device, pick_dtype
+from .full_weights import FullWeights, is_full_weights
 from .gguf import gguf_to_checkpoint, is_gguf, locate_gguf
 
 log = logging.getLogger(__name__)
@@ -171,7 +172,9 @@ def load_model(
     dtype: torch.dtype | None = None,
     attn_implementation: str | None = None,
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """Model and tokenizer from a manifest (safetensors only), with a LoRA adapter applied when given.
+    """Model and tokenizer from a manifest (safetensors only), with an unlearn job's output applied when given:
+    a LoRA adapter (a PEFT model), or full weights (``adapter: full``; a
+    :class:`~unlearning.models.full_weights.FullWeights` whose reference is the manifest's model).
 
     ``attn_implementation`` None keeps transformers' choice (SDPA where the model supports it).
     """
@@ -189,7 +192,12 @@ def load_model(
         dtype=dtype,
         attn_implementation=attn_implementation,
     )
-    if adapter is not None:
+    if adapter is not None and is_full_weights(adapter):  # adapter: full saved the whole model there
+        policy = AutoModelForCausalLM.from_pretrained(
+            str(adapter), use_safetensors=True, dtype=dtype, attn_implementation=attn_implementation
+        )
+        model = FullWeights(policy.to(device).eval(), model.to(device))
+    elif adapter is not None:
         from peft import PeftModel
 
         model = PeftModel.from_pretrained(model, str(adapter))

@@ -2,9 +2,13 @@
 
 Everything a method does not define lives here (see :mod:`unlearning.training.methods.base` for what it does define):
 
-* LoRA (PEFT) on the configured target modules and layers; only the adapter is saved.
-* The reference policy is the same model with its adapter disabled: memory holds one copy of the weights. The
-  reference log-probabilities a method declares (``reference_sequences``) are computed once, before training.
+* LoRA (PEFT) on the configured target modules and layers; only the adapter is saved. ``lora.init: fila`` starts
+  it from the Fisher-weighted initialisation of LoKU (:mod:`unlearning.training.fila`).
+* Or ``adapter: full``: every weight trains, in float32 master weights (bf16 autocast where bf16 is native), and the
+  whole model is saved as safetensors where the adapter would go.
+* The reference policy is the same model with its adapter disabled: memory holds one copy of the weights (with
+  ``adapter: full``, a frozen copy of the starting weights: :class:`unlearning.models.full_weights.FullWeights`).
+  The reference log-probabilities a method declares (``reference_sequences``) are computed once, before training.
 * The shared retain term: ``retain_weight`` x (NLL or KL to the reference) on batches of the ``retain_split``
   QA, drawn in a seeded order that depends only on the step (so a resumed run sees the same batches).
 * Speed-ups: the LM head projects only answer positions; the decoder runs a batch's rows packed without padding,
@@ -48,8 +52,10 @@ from ..inference.prompting import PromptStyle, build_prompt
 from ..models.adapters import untie_adapted_embeddings
 from ..models.checkpoints import Manifest, load_model
 from ..models.devices import pick_device, training_dtype
-from .layers import decoder_layers
+from ..models.full_weights import FullWeights
+from . import fila
 from .lora_dropout import speed_up_lora_dropout
+from .lora_targets import resolve_target_modules
 from .methods import get_method
 from .methods.base import Method, sequence_logprob
 
@@ -65,6 +71,7 @@ class TrainResult:
     seconds: float
     device: str
     truncated_prompts: int
+    fisher_seconds: float | None = None  # FILA's Fisher pass (part of ``seconds``); None without FILA
 
 
 def fit_prompt(tokenizer: PreTrainedTokenizerBase, question: str, style: PromptStyle, limit: int) -> tuple[str, bool]:
@@ -169,7 +176,7 @@ def check_finite_loss(parts: Mapping[str, float], *, step: int, method: str, lr:
         shown = ", ".join(f"{name} {value:.6g}" for name, value in parts.items())
         raise NonFiniteLoss(
             f"training stopped at step {step}: method {method!r} gave a non-finite {' and '.join(bad)} ({shown}); "
-            f"no adapter is saved. The run diverged: lower the learning rate (now {lr:g}), or train in fp32 "
+            f"nothing is saved. The run diverged: lower the learning rate (now {lr:g}), or train in fp32 "
             "(train.precision: fp32)"
         )
 
@@ -180,7 +187,13 @@ class UnlearningTrainer(Trainer):
     loss_is_scaled_for_ga = False  # the loss is a per-batch mean: the Trainer divides it by the accumulation steps
 
     def __init__(
-        self, *args: Any, method: Method, retain: RetainBatches | None, retain_weight: float, **kwargs: Any
+        self,
+        *args: Any,
+        method: Method,
+        retain: RetainBatches | None,
+        retain_weight: float,
+        full_weights: FullWeights | None = None,
+        **kwargs: Any,
     ) -> None:
         # the clock starts before the Trainer's own set-up, as the reference pass started before this
         self._clock = time.monotonic()
@@ -190,6 +203,9 @@ class UnlearningTrainer(Trainer):
         self._pending: dict[str, list[float]] = defaultdict(list)
         super().__init__(*args, **kwargs)
         self.method, self.retain, self.retain_weight = method, retain, retain_weight
+        # full fine-tuning: the Trainer trains (and checkpoints) the plain model; the method sees it beside its
+        # frozen reference, behind the calls it makes on a LoRA model (get_base_model, disable_adapter)
+        self.full_weights = full_weights
 
     def resume_counters(self, state: TrainerState) -> None:
         """Carry the seconds, tokens and retain position of the run that was interrupted."""
@@ -199,6 +215,7 @@ class UnlearningTrainer(Trainer):
         self._micro_step = state.global_step * self.args.gradient_accumulation_steps
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # noqa: ANN001, ANN201
+        model = self.full_weights if self.full_weights is not None else model
         forget_loss, extras = self.method.forget_loss(model, inputs)
         loss = forget_loss
         parts = {"forget_loss": float(forget_loss.detach())}
@@ -256,6 +273,21 @@ def _prepare_checkpoints(folder: Path, key: str) -> str | None:
     return get_last_checkpoint(str(folder))
 
 
+def qa_sequences(
+    qa: pd.DataFrame, tokenizer: PreTrainedTokenizerBase, style: PromptStyle, lengths: Mapping[str, int]
+) -> list[TokenSeq]:
+    """The token sequence of every QA row's question and true answer (the retain term's and FILA's data)."""
+    texts = pd.DataFrame({"prompt": qa["question"].to_numpy(), "answer": qa["answer"].to_numpy()})
+    return [e["answer"] for e in tokenize_examples(texts, ("answer",), tokenizer, style, **lengths)[0]]
+
+
+def _sequence_batches(
+    sequences: Sequence[TokenSeq], size: int, pad_id: int, device: torch.device
+) -> Iterator[dict[str, torch.Tensor]]:
+    for start in range(0, len(sequences), size):
+        yield _to_device(collate_sequences(sequences[start : start + size], pad_id), device)
+
+
 def _batches(examples: Sequence[Mapping[str, Any]], collate: ExampleCollator, size: int) -> Iterator[dict]:
     for start in range(0, len(examples), size):
         yield collate(examples[start : start + size])
@@ -285,33 +317,47 @@ def add_reference_logprobs(
                     example[f"ref_{name}"] = value
 
 
-def check_adapter_trained(model: torch.nn.Module) -> None:
-    """Fail when a trained weight is NaN or infinite (a last step that diverged after its finite loss), or when every
-    LoRA B matrix is still exactly zero: the adapter would be a silent no-op."""
+def lora_b_matrices(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """Copies of every LoRA B matrix, by parameter name: taken before training, what :func:`check_adapter_trained`
+    compares with (zero under PEFT's default initialisation, FILA's start otherwise)."""
+    return {n: p.detach().clone() for n, p in model.named_parameters() if "lora_B" in n}
+
+
+def check_adapter_trained(model: torch.nn.Module, initial: Mapping[str, torch.Tensor] | None = None) -> None:
+    """Fail when a trained weight is NaN or infinite (a last step that diverged after its finite loss), or when
+    training left every LoRA B matrix as it was (``initial``, from :func:`lora_b_matrices`; None: zero, PEFT's
+    default) or, for full fine-tuning (:class:`FullWeights`), every weight equal to the reference: the result
+    would be a silent no-op."""
     broken = [n for n, p in model.named_parameters() if p.requires_grad and not bool(torch.isfinite(p).all())]
     if broken:
         raise NonFiniteLoss(
             f"training left non-finite values in {len(broken)} trained weight(s) ({broken[0]}, ...): the last "
-            "optimizer step diverged; no adapter is saved. Lower the learning rate, or train in fp32"
+            "optimizer step diverged; nothing is saved. Lower the learning rate, or train in fp32"
         )
-    b_weights = [p for n, p in model.named_parameters() if "lora_B" in n]
+    if isinstance(model, FullWeights):
+        if not model.changed_weights():
+            raise RuntimeError("full fine-tuning left every weight as it was: check the learning rate")
+        return
+    b_weights = {n: p.detach() for n, p in model.named_parameters() if "lora_B" in n}
     if not b_weights:
         raise RuntimeError("the model has no LoRA B matrices: no adapter was attached")
-    if all(float(p.detach().abs().max()) == 0.0 for p in b_weights):
+    unchanged = [
+        bool(p.abs().max() == 0) if initial is None else torch.equal(p, initial[n]) for n, p in b_weights.items()
+    ]
+    if all(unchanged):
         raise RuntimeError(
-            "training left every LoRA B matrix at zero, so the adapter changes nothing. Typical causes: gradient "
-            "checkpointing without input gradients (PEFT), a learning rate of 0, or no trainable LoRA target "
-            "(check lora.target_modules and lora.layers)"
+            "training left every LoRA B matrix at its initial value, so the adapter changes nothing. Typical causes: "
+            "gradient checkpointing without input gradients (PEFT), a learning rate of 0, or no trainable LoRA "
+            "target (check lora.target_modules and lora.layers)"
         )
 
 
 def lora_config(model: torch.nn.Module, lora: Mapping[str, Any]) -> LoraConfig:
-    """PEFT's LoraConfig from the ``lora:`` settings. With ``layers`` (PEFT's ``layers_to_transform``), PEFT needs
-    module names rather than ``all-linear``: then every linear module name inside the decoder layers is targeted."""
-    targets, layers = lora["target_modules"], lora.get("layers")
-    if layers is not None and targets == "all-linear":
-        blocks = decoder_layers(model)
-        targets = sorted({n.rsplit(".", 1)[-1] for n, m in blocks.named_modules() if isinstance(m, torch.nn.Linear)})
+    """PEFT's LoraConfig from the ``lora:`` settings: ``target_modules`` (``all-linear``, the presets ``attention``
+    and ``mlp``, or module names) resolved on the model by :func:`.lora_targets.resolve_target_modules`, which also
+    names the modules where ``layers`` (PEFT's ``layers_to_transform``) needs names rather than ``all-linear``."""
+    layers = lora.get("layers")
+    targets = resolve_target_modules(model, lora["target_modules"], layers)
     return LoraConfig(
         r=int(lora["r"]),
         lora_alpha=int(lora["alpha"]),
@@ -340,11 +386,13 @@ def train(
     ``cfg`` is an entry's resolved settings (``unlearning.config.settings.unlearn_settings``): ``method``, the method's
     own ``settings``, and the shared ``lora``, ``learning_rate``, ``epochs``, ``batch_size``, ``grad_accum``,
     ``max_length``, ``max_prompt_length``, ``retain_weight``, ``retain_kind``, ``precision``,
-    ``gradient_checkpointing``, ``save_steps`` and ``seed``. ``forget`` is the forget_train QA, ``pairs`` the DPO
-    pairs (methods with ``needs_pairs``), ``retain`` the QA of the retain term. Saves only the adapter.
+    ``gradient_checkpointing``, ``save_steps``, ``seed`` and ``adapter`` (``lora``, the default, or ``full``).
+    ``forget`` is the forget_train QA, ``pairs`` the DPO pairs (methods with ``needs_pairs``), ``retain`` the QA of
+    the retain term (and of FILA's retain Fisher). Saves only the adapter (with ``adapter: full``, the whole model).
 
     Raises ValueError on settings that contradict the data (a retain weight without retain questions, a method
-    that needs pairs without them) and RuntimeError when training leaves the adapter unchanged.
+    that needs pairs without them, FILA without retain questions) and RuntimeError when training leaves the
+    adapter (or every weight) unchanged.
     """
     method_cls = get_method(cfg["method"])
     seed = int(cfg["seed"])
@@ -354,30 +402,55 @@ def train(
     retain_weight = float(cfg["retain_weight"])
     if retain_weight and (retain is None or retain.empty):
         raise ValueError(f"unlearn.{entry}: retain_weight is {retain_weight} but the retain split has no questions")
+    full = cfg.get("adapter", "lora") == "full"
+    use_fila = not full and cfg["lora"].get("init", "default") == "fila"
+    if use_fila and (retain is None or retain.empty):
+        raise ValueError(f"unlearn.{entry}: lora.init fila needs retain questions (retain_split) for its Fisher pass")
     device = pick_device(requested_gpu)
     dtype = training_dtype(cfg.get("precision", "auto"), device)
-    log.info("unlearning with %s on %s in %s", method.name, device, dtype)
+    # full fine-tuning keeps float32 master weights: a bf16 weight's rounding step (2^-8 of its size) swallows most
+    # single updates; bf16 then runs as autocast (the Trainer's bf16 flag), as mixed-precision training does
+    autocast = full and dtype == torch.bfloat16
+    log.info("unlearning with %s (%s) on %s in %s", method.name, "full" if full else "LoRA", device, dtype)
     attention = "eager" if device.type == "cpu" else None
-    model, tokenizer = load_model(manifest, device=device, dtype=dtype, attn_implementation=attention)
+    load_dtype = torch.float32 if full else dtype
+    model, tokenizer = load_model(manifest, device=device, dtype=load_dtype, attn_implementation=attention)
     texts = method.training_texts(forget, pairs)
     lengths = {"max_length": int(cfg["max_length"]), "max_prompt_length": int(cfg["max_prompt_length"])}
     examples, truncated = tokenize_examples(texts, method.sequences, tokenizer, style, **lengths)
     if not examples:
         raise ValueError(f"unlearn.{entry}: method {method.name} has no training examples")
     set_seed(seed)  # LoRA's A matrices are drawn here, before the Trainer seeds anything
-    model = get_peft_model(model, lora_config(model, cfg["lora"]))
-    if device.type == "cpu":
-        speed_up_lora_dropout(model)
     batch_size = int(cfg["batch_size"])
-    collate = ExampleCollator(method.sequences, tokenizer.pad_token_id)
     start = time.monotonic()
-    add_reference_logprobs(model, examples, method.reference_sequences, collate, 2 * batch_size)
-    method.prepare(model, entry, (_to_device(b, device) for b in _batches(examples, collate, 2 * batch_size)))
+    retain_examples: list[TokenSeq] = []
+    if retain_weight or use_fila:
+        retain_examples = qa_sequences(retain, tokenizer, style, lengths)
+    full_weights, fisher = None, None
+    if full:
+        full_weights = FullWeights.from_policy(model)
+        view: torch.nn.Module = full_weights
+    else:
+        peft_config = lora_config(model, cfg["lora"])
+        model = get_peft_model(model, fila.doubled_rank(peft_config) if use_fila else peft_config)
+        if use_fila:
+            forget_examples = qa_sequences(forget, tokenizer, style, lengths)
+            fisher = fila.initialise(
+                model,
+                _sequence_batches(forget_examples, batch_size, tokenizer.pad_token_id, device),
+                _sequence_batches(retain_examples, batch_size, tokenizer.pad_token_id, device),
+            )
+        if device.type == "cpu":
+            speed_up_lora_dropout(model)
+        view = model
+    initial_b = lora_b_matrices(model)
+    collate = ExampleCollator(method.sequences, tokenizer.pad_token_id)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):  # as the Trainer's steps will run
+        add_reference_logprobs(view, examples, method.reference_sequences, collate, 2 * batch_size)
+        method.prepare(view, entry, (_to_device(b, device) for b in _batches(examples, collate, 2 * batch_size)))
     retain_batches = None
     if retain_weight:
-        retain_texts = pd.DataFrame({"prompt": retain["question"].to_numpy(), "answer": retain["answer"].to_numpy()})
-        retain_examples, _ = tokenize_examples(retain_texts, ("answer",), tokenizer, style, **lengths)
-        retain_batches = RetainBatches([e["answer"] for e in retain_examples], batch_size, seed, tokenizer.pad_token_id)
+        retain_batches = RetainBatches(retain_examples, batch_size, seed, tokenizer.pad_token_id)
     if cfg.get("gradient_checkpointing"):
         model.enable_input_require_grads()  # without it PEFT + checkpointing trains nothing (checked below)
     checkpoint_dir = Path(checkpoint_dir)
@@ -398,7 +471,7 @@ def train(
         report_to=[],
         seed=seed,
         data_seed=seed,
-        bf16=False,  # the weights already have the training dtype: autocast would only re-cast them
+        bf16=autocast,  # LoRA: the weights already have the training dtype, autocast would only re-cast them
         use_cpu=device.type == "cpu",
         dataloader_num_workers=0,
         remove_unused_columns=False,
@@ -412,6 +485,7 @@ def train(
         method=method,
         retain=retain_batches,
         retain_weight=retain_weight,
+        full_weights=full_weights,
         callbacks=[NoFinalCheckpoint()],
     )
     trainer._clock = start
@@ -423,12 +497,12 @@ def train(
         log.info("resuming training from %s (step %d)", resume, resumed_from)
     trainer.train(resume_from_checkpoint=resume)
     seconds = time.monotonic() - start
-    check_adapter_trained(trainer.model)
+    check_adapter_trained(view, initial_b)
     trainer.model.save_pretrained(str(adapter_dir), safe_serialization=True)
     apply_umask(adapter_dir)
     table = training_log(trainer.state.log_history)
     shutil.rmtree(checkpoint_dir)
-    return TrainResult(table, resumed_from, seconds, str(device), truncated)
+    return TrainResult(table, resumed_from, seconds, str(device), truncated, fisher.seconds if fisher else None)
 
 
 def training_log(history: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
