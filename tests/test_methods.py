@@ -20,6 +20,7 @@ from unlearning.models.checkpoints import Manifest, load_model
 from unlearning.training.methods import METHODS, get_method, register
 from unlearning.training.methods.base import Method, answer_nll, sequence_logprob, token_logprobs
 from unlearning.training.methods.dpo import dpo_loss
+from unlearning.training.methods.ihl import ihl_loss
 from unlearning.training.methods.npo import npo_loss
 from unlearning.training.methods.rmu import masked_mse
 from unlearning.training.methods.simnpo import simnpo_loss
@@ -56,6 +57,25 @@ def test_undial_loss_on_worked_numbers() -> None:
     assert undial_loss(student, ref, target, beta=math.log(3)).item() == pytest.approx(1.111642, abs=1e-6)
     # beta 0: distillation to the reference itself, whose cross-entropy is its entropy (log 2 here)
     assert undial_loss(torch.zeros(1, 2), ref, target, beta=0.0).item() == pytest.approx(math.log(2), abs=1e-6)
+
+
+def test_ihl_loss_on_worked_numbers() -> None:
+    # true token 0 on top: p = (3/5, 1/5, 1/5) -> 1 + 3/5 - 1/5 = 1.4; below the runner-up: p = (1/4, 1/2, 1/4) ->
+    # 1 + 1/4 - 1/2 = 0.75; far below: p(true) = e^-40 / (...) ~ 0, runner-up ~ 1 -> ~ 0 (the loss flattens there)
+    logits = torch.tensor([[math.log(3), 0.0, 0.0], [0.0, math.log(2), 0.0], [-20.0, 20.0, 0.0]])
+    targets = torch.tensor([0, 0, 0])
+    loss, true_prob = ihl_loss(logits, targets)
+    assert true_prob.tolist() == pytest.approx([0.6, 0.25, 0.0], abs=1e-6)
+    assert ihl_loss(logits[2:], targets[2:])[0].item() == pytest.approx(0.0, abs=1e-6)
+    assert loss.item() == pytest.approx((1.4 + 0.75 + 0.0) / 3, abs=1e-6), "the mean over answer tokens"
+    # gradient at the second position: dL/dz_v = dp_0/dz_v - dp_1/dz_v, with dp_i/dz_v = p_i ([i = v] - p_v):
+    # (1/4 * 3/4 + 1/2 * 1/4, -1/4 * 1/2 - 1/2 * 1/2, -1/4 * 1/4 + 1/2 * 1/4): descent lowers the true token's logit
+    # and raises the runner-up's
+    z = logits[1:2].clone().requires_grad_()
+    ihl_loss(z, targets[1:2])[0].backward()
+    assert z.grad[0].tolist() == pytest.approx([0.3125, -0.375, 0.0625], abs=1e-6)
+    # 0 is the true token in the first row, 1 in the second: p(true) - max of the others
+    assert ihl_loss(logits[:2], torch.tensor([0, 1]))[0].item() == pytest.approx((1.4 + 1.25) / 2, abs=1e-6)
 
 
 def test_rmu_activation_loss_on_worked_numbers() -> None:
@@ -102,7 +122,7 @@ def test_answer_logits_take_only_positions_that_predict_answer_tokens() -> None:
 
 
 def test_registry_lists_the_methods_and_names_unknown_ones() -> None:
-    assert {"dpo", "idk_dpo", "grad_ascent", "grad_diff", "npo", "simnpo", "rmu", "undial"} <= set(METHODS)
+    assert {"dpo", "idk_dpo", "grad_ascent", "grad_diff", "npo", "simnpo", "rmu", "undial", "ihl"} <= set(METHODS)
     with pytest.raises(ValueError, match="unknown unlearning method 'npx'; registered: dpo"):
         get_method("npx")
 
@@ -141,7 +161,7 @@ def knowing_manifest(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFact
 
 
 @pytest.mark.parametrize(
-    "name", sorted(["dpo", "idk_dpo", "grad_ascent", "grad_diff", "npo", "simnpo", "rmu", "undial"])
+    "name", sorted(["dpo", "idk_dpo", "grad_ascent", "grad_diff", "npo", "simnpo", "rmu", "undial", "ihl"])
 )
 def test_every_method_trains_and_lowers_the_forget_answers_likelihood(
     name: str, knowing_manifest: Manifest, tmp_path: Path
@@ -160,6 +180,20 @@ def test_every_method_trains_and_lowers_the_forget_answers_likelihood(
     after = mean_loglik(unlearned, tokenizer, FORGET["question"], FORGET["answer"])
     assert before > -1.0, "the fine-tuned model knows the forget answers"
     assert after < before - 0.1, (name, before, after)
+
+
+def test_ihl_with_the_retain_term_moves_mass_off_the_true_tokens(knowing_manifest: Manifest, tmp_path: Path) -> None:
+    """IHL as the paper runs it, beside the NLL retain term: the logged mean probability of the true forget tokens
+    falls from where the fine-tuned model had it (above 1/2, so the loss starts above 1) and the loss stays in
+    [0, 2]."""
+    result = train_with(knowing_manifest, tmp_path, settings(method="ihl", retain_weight=1.0, learning_rate=2e-2))
+    log = result.log
+    assert "true_token_prob" in log.columns and log["retain_loss"].notna().all()
+    assert log["true_token_prob"].between(0, 1).all() and log["forget_loss"].between(0, 2).all()
+    assert log["true_token_prob"].iloc[0] > 0.5 and log["forget_loss"].iloc[0] > 1.0
+    assert log["true_token_prob"].iloc[-1] < log["true_token_prob"].iloc[0] - 0.2
+    assert log["forget_loss"].iloc[-1] < log["forget_loss"].iloc[0]
+    assert log["loss"].to_numpy() == pytest.approx((log["forget_loss"] + log["retain_loss"]).to_numpy(), rel=1e-5)
 
 
 def test_a_method_defined_outside_the_package_registers_and_trains(tiny_manifest: Manifest, tmp_path: Path) -> None:
@@ -208,7 +242,7 @@ def test_an_adapter_that_learned_nothing_is_an_error(tiny_model_dir: Path) -> No
     with pytest.raises(RuntimeError, match="no LoRA B matrices"):
         check_adapter_trained(model)
     peft = get_peft_model(model, LoraConfig(r=2, target_modules="all-linear"))
-    with pytest.raises(RuntimeError, match="every LoRA B matrix at zero"):
+    with pytest.raises(RuntimeError, match="every LoRA B matrix at its initial value"):
         check_adapter_trained(peft)  # PEFT initialises B to zero: an untrained adapter is the identity
     with torch.no_grad():
         next(p for n, p in peft.named_parameters() if "lora_B" in n)[0, 0] = 1e-3

@@ -126,6 +126,10 @@ def test_slurm_profile_keeps_partition_and_account_of_every_submitted_job(
             r"config: train: unknown key 'learning_rte' .*; did you mean 'learning_rate' for 'learning_rte'\?",
         ),
         (lambda c: c["train"]["lora"].update(rr=4), r"config: train\.lora: unknown key 'rr' .*did you mean 'r' for"),
+        (
+            lambda c: c["train"]["lora"].update(target_modules="attn"),
+            r"config: train\.lora\.target_modules: 'attn' is not one of \['all-linear', 'attention', 'mlp'\]",
+        ),
         (lambda c: c.update(scroe={}), r"config: top level: unknown key 'scroe' .*did you mean 'score' for 'scroe'\?"),
         (
             lambda c: c["unlearn"].update(npo={"method": "npo", "gamma": 2}),
@@ -142,6 +146,12 @@ def test_slurm_profile_keeps_partition_and_account_of_every_submitted_job(
         (lambda c: c["generate"].update(max_tokens=4), r"config: generate: unknown key 'max_tokens' \(allowed: "),
         (lambda c: c.pop("models"), r"'models' is a required property"),
         (lambda c: c["perturb"]["refusals"].update(mode="sometimes"), r"'sometimes' is not one of"),
+        (
+            lambda c: c["unlearn"].update(full={"method": "npo", "adapter": "full", "lora": {"r": 4}}),
+            r"unlearn\.full: adapter: full trains every weight, so the entry's lora\.r cannot apply",
+        ),
+        (lambda c: c["train"]["lora"].update(init="pissa"), r"'pissa' is not one of \['default', 'fila'\]"),
+        (lambda c: c["train"].update(adapter="qlora"), r"'qlora' is not one of \['lora', 'full'\]"),
         # model names become output folders: one that could climb out of results/ is refused
         (lambda c: c["models"].update({"../escape": {"path": "x"}}), r"'\.\./escape' does not match"),
     ],
@@ -441,4 +451,7 @@ def test_every_method_forgets_in_the_dag(tiny_model_dir: Path, tmp_path: Path) -
     for method in methods:
         assert forget[method] < forget["base"] - 0.05, (method, forget)
         adapter = tmp_path / "results" / "unlearn" / "tiny" / method / "adapter"
-        assert (adapter / "adapter_model.safetensors").is_file() and not list(adapter.glob("model*"))
+        if config["unlearn"][method].get("adapter") == "full":  # the whole model, where an adapter would go
+            assert (adapter / "model.safetensors").is_file() and not list(adapter.glob("adapter*"))
+        else:
+            assert (adapter / "adapter_model.safetensors").is_file() and not list(adapter.glob("model*"))
