@@ -15,29 +15,25 @@ Reads a finished run's ``results/`` (``configs/frontier.yaml``, or any config) a
    * |fluency change| <= 5% on every held-out split.
 
 2. **Per person** for the entries given with ``--persons``: ROUGE-L recall on each forget person's known facts,
-   trained (forget_train) and held out (forget_test), and on each neighbour's held-out known facts (retain_test),
-   base against the entry. Means hide persons: a method can forget one person completely and leave another as he
-   was.
+   ``trained / held-out`` (forget_train / forget_test), and on each neighbour's held-out known facts
+   (retain_test), base against the entry. Means hide persons: a method can forget one person completely and
+   leave another as he was.
 
-Usage::
+Usage (a section of run.py that reads a finished run)::
 
-    python benchmarks/frontier.py --results results --persons npo,npo_fila_lr0.0005
+    python benchmarks/run.py --only frontier --work-dir <the run's folder> --persons npo,npo_fila_lr0.0005
 """
 
 from __future__ import annotations
 
-import argparse
 import math
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow_scripts"))
-
-from unlearning.report.tables import Figures  # noqa: E402
-from unlearning.scoring.judgement import FLUENCY_SPLITS, judge  # noqa: E402
+from unlearning.report.tables import Figures
+from unlearning.scoring.judgement import FLUENCY_SPLITS, judge
 
 BASE = "base"
 TARGET_FORGET = 0.5  # forget_test ROUGE-L recall falls by at least half
@@ -136,17 +132,28 @@ def frontier(results: Path) -> pd.DataFrame:
 
 
 def per_person(results: Path, model: str, variants: Sequence[str]) -> pd.DataFrame:
-    """ROUGE-L recall on each person's known facts (QA and probes), base and each variant, per split."""
+    """Per person: mean ROUGE-L recall on the known facts, ``trained / held-out`` for a forget person (forget_train /
+    forget_test) and ``held-out`` (retain_test) for a neighbour, for the base model and each variant; with counts."""
     known = pd.read_parquet(results / "known" / f"{model}.parquet")[["id", "known"]]
-    frames = {}
+    splits = {"forget_train": "forget", "forget_test": "forget", "retain_test": "neighbour"}
+    means, counts = {}, None
     for variant in (BASE, *variants):
-        scores = pd.read_parquet(results / "score" / model / f"{variant}.parquet")
-        scores = scores.merge(known, on="id")
-        scores = scores[scores["known"] & scores["split"].isin(["forget_train", "forget_test", "retain_test"])]
-        frames[variant] = scores.groupby(["split", "person"])["rougeL_recall"].mean()
-    table = pd.DataFrame(frames)
-    table.insert(0, "n", scores.groupby(["split", "person"]).size())
-    return table.reset_index()
+        scores = pd.read_parquet(results / "score" / model / f"{variant}.parquet").merge(known, on="id")
+        scores = scores[scores["known"] & scores["split"].isin(list(splits))]
+        grouped = scores.groupby(["person", "split"])["rougeL_recall"]
+        means[variant], counts = grouped.mean(), grouped.size()
+    rows = []
+    for person in sorted({p for p, _ in counts.index}):
+        has = {split for p, split in counts.index if p == person}
+        role = "forget" if has & {"forget_train", "forget_test"} else "neighbour"
+        order = ("forget_train", "forget_test") if role == "forget" else ("retain_test",)
+
+        def cell(values: pd.Series, order: tuple[str, ...] = order, person: str = person) -> str:
+            return " / ".join(f"{values[(person, s)]:.2f}" if (person, s) in values.index else "–" for s in order)
+
+        rows.append({"role": role, "person": person, "facts": cell(counts.astype(float)).replace(".00", ""),
+                     **{variant: cell(values) for variant, values in means.items()}})  # fmt: skip
+    return pd.DataFrame(rows).sort_values(["role", "person"]).reset_index(drop=True)
 
 
 def _markdown(table: pd.DataFrame) -> str:
@@ -157,21 +164,16 @@ def _markdown(table: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--results", type=Path, default=Path("results"), help="a finished run's results/ folder")
-    parser.add_argument("--persons", default="", help="comma-separated entries for the per-person table")
-    args = parser.parse_args(argv)
-    summary = args.results / "score" / "summary.parquet"
+def frontier_report(results: Path, persons: Sequence[str] = ()) -> str:
+    """The frontier table, then the per-person table of each model for ``persons`` (entries), as Markdown.
+
+    Raises FileNotFoundError when ``results`` holds no ``score/summary.parquet`` (the run has not finished)."""
+    summary = results / "score" / "summary.parquet"
     if not summary.is_file():
-        parser.error(f"{summary} does not exist: run the workflow first (snakemake --cores all ...)")
-    print(_markdown(frontier(args.results)))
+        raise FileNotFoundError(f"{summary} does not exist: run the workflow there first (snakemake --cores all ...)")
+    parts = [_markdown(frontier(results))]
     for model in pd.read_parquet(summary, columns=["model"])["model"].unique():
-        entries = [e for e in args.persons.split(",") if e]
-        if entries:
-            print(f"\nPer person, {model}: ROUGE-L recall on the known facts\n")
-            print(_markdown(per_person(args.results, model, entries)))
-
-
-if __name__ == "__main__":
-    main()
+        if persons:
+            parts.append(f"Per person, {model}: ROUGE-L recall on the known facts\n\n" + _markdown(
+                per_person(results, model, persons)))  # fmt: skip
+    return "\n\n".join(parts)

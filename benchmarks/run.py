@@ -54,6 +54,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 import yaml
+from frontier import frontier_report
 from gpu_check import cuda_missing, gpu_check
 from inference_speed import bench_inference
 from matmul_peak import machine, matmul_flops
@@ -77,10 +78,10 @@ ROOT = Path(__file__).resolve().parents[1]
 #: what ``run.py`` without ``--only`` runs, in this order
 DEFAULT_SECTIONS = ("workflow", "training", "methods", "generation", "likelihood", "curves")
 #: run only when named with ``--only``
-EXTRA_SECTIONS = ("memory", "sample", "plausibility", "gpu")
+EXTRA_SECTIONS = ("memory", "sample", "plausibility", "gpu", "frontier")
 SECTIONS = DEFAULT_SECTIONS + EXTRA_SECTIONS
 #: the sections whose rows make the table (``sample`` and ``plausibility`` print their own reports)
-TABLE_SECTIONS = frozenset(SECTIONS) - {"sample", "plausibility"}
+TABLE_SECTIONS = frozenset(SECTIONS) - {"sample", "plausibility", "frontier"}
 COLUMNS = {
     "benchmark": "benchmark",
     "seconds": "s",
@@ -215,6 +216,8 @@ def arguments() -> argparse.ArgumentParser:
         help=f"batch size of the sample section (default: generate.batch_size) and of the plausibility section's "
         f"perturber (default: {PLAUSIBILITY_BATCH})",
     )
+    front = parser.add_argument_group("frontier (reads the finished run in --work-dir)")
+    front.add_argument("--persons", nargs="*", default=[], help="entries to show per person (default: none)")
     plausible = parser.add_argument_group("plausibility")
     plausible.add_argument("--premade", action="store_true", help="filter the shipped pre-made answers instead")
     plausible.add_argument("--questions", type=int, help="perturb a seeded subset of this many forget_train questions")
@@ -337,6 +340,10 @@ def main() -> None:
     if "gpu" in only:
         rows += gpu_check(work_dir, config, model_name)
         save()
+    if "frontier" in only:
+        if not args.work_dir:
+            parser.error("--only frontier reads a finished run: give its folder with --work-dir")
+        print(frontier_report(results, args.persons))
     if "sample" in only:
         known_facts_section(args, work_dir, config, model_name)
     if "plausibility" in only:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import json
+import math
 import re
 import sys
 from pathlib import Path
@@ -370,3 +371,37 @@ def test_plausibility_subset_and_report() -> None:
     text = report(PerturbResult(kept, {"accepted": 2, "uncovered_ids": ["q9"]}), sample=5, seed=0)
     assert json.loads(text.split("\n 1. ")[0]) == {"accepted": 2}
     assert "| truth: A0 | wrong: B0" in text and len(text.splitlines()) == 5
+
+
+def _frontier_summary(retain_high: float) -> pd.DataFrame:
+    """A summary of base and one variant: recall 0.8 on every held-out known split, and the variant's changes."""
+    rows = []
+    for split in ("forget_train", "forget_test", "retain_test", "general_test"):
+        rows.append(("base", split, "known", "rougeL_recall", 0.8, math.nan, math.nan))
+        for variant, value in (("base", 4.0), ("v", 4.1)):
+            rows.append((variant, split, "all", "fluency_entropy", value, math.nan, math.nan))
+    rows += [
+        ("v", "forget_test", "known", "rougeL_recall_drop", 0.48, 0.40, 0.56),  # 60% of 0.8
+        ("v", "forget_train", "known", "rougeL_recall_drop", 0.64, 0.56, 0.72),
+        ("v", "retain_test", "known", "rougeL_recall_drop", 0.02, -0.02, retain_high),
+        ("v", "general_test", "known", "rougeL_recall_drop", 0.0, -0.04, 0.04),
+        ("v", "forget_test", "known", "answer_prob_change", -0.2, -0.3, -0.1),
+        ("v", "truthfulqa", "all", "mc2_change", 0.01, -0.01, 0.03),
+    ]
+    table = pd.DataFrame(rows, columns=["variant", "split", "subset", "metric", "value", "ci_low", "ci_high"])
+    return table.assign(model="m", kind="all", ci_note="")
+
+
+@pytest.mark.parametrize(("retain_high", "meets"), [(0.08, "yes"), (0.12, "no")])
+def test_frontier_reads_drops_as_shares_of_the_base_and_checks_the_target(
+    tmp_path: Path, retain_high: float, meets: str
+) -> None:
+    from frontier import frontier
+
+    (tmp_path / "score").mkdir()
+    _frontier_summary(retain_high).to_parquet(tmp_path / "score" / "summary.parquet")
+    row = frontier(tmp_path).iloc[0]
+    assert row["forget_test"] == "+60% [+50%, +70%]" and row["forget_train"] == "+80% [+70%, +90%]"
+    assert row["retain_test"] == f"+2% [-2%, +{100 * retain_high / 0.8:.0f}%]"
+    assert row["judgement"] == "removed" and row["fluency"] == "+2%" and row["MC2"] == "+0.010 [-0.010, +0.030]"
+    assert row["target"] == meets, "the neighbours' interval must end at or below 10% of the base figure"

@@ -95,6 +95,19 @@ def test_sweep_example_is_the_default_with_a_grid(tmp_path: Path) -> None:
     assert sweep == default, "configs/sweep_example.yaml differs from config.yaml beyond unlearn:"
 
 
+def test_frontier_config_is_the_default_with_its_levers() -> None:
+    default = yaml.safe_load((ROOT / "config.yaml").read_text())
+    frontier = yaml.safe_load((ROOT / "configs" / "frontier.yaml").read_text())
+    entries = unlearn_entries(frontier)
+    for name in default["unlearn"]:  # the default's entries, so that both runs share their chains
+        assert unlearn_settings(frontier, "smollm2", name) == unlearn_settings(default, "smollm2", name)
+    adapters = {unlearn_settings(frontier, "smollm2", e)["adapter"] for e in entries}
+    inits = {unlearn_settings(frontier, "smollm2", e).get("lora", {}).get("init") for e in entries}
+    assert adapters == {"lora", "full"} and {"default", "fila"} <= inits
+    frontier.pop("unlearn"), default.pop("unlearn"), frontier.pop("select")
+    assert frontier == default, "configs/frontier.yaml differs from config.yaml beyond unlearn: and select:"
+
+
 def test_a_run_without_dpo_family_entries_builds_no_preference_pairs(tmp_path: Path) -> None:
     """The wrong answers still feed scoring (truth ratio), but no chain waits on DPO pairs."""
     out = snakemake("-n", "--directory", str(tmp_path), "--configfile", str(ROOT / "configs" / "sweep_example.yaml"))
