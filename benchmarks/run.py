@@ -1,6 +1,7 @@
 """The benchmarks of this project, one entry point: each section measures one stage on the embedded default
 (SmolLM2-135M-Instruct and the sample data), against its baseline in the same process run where it has one. Prints
-a Markdown table and writes its rows as JSON (``--out``); ``sample`` and ``plausibility`` print reports instead.
+a Markdown table and writes its rows as JSON (``--out``); ``sample``, ``plausibility`` and ``frontier`` print
+reports instead.
 
     python benchmarks/run.py                          # the default sections (well over an hour on 2 CPU cores)
     python benchmarks/run.py --only methods --method-epochs 1 --precision fp32
@@ -9,6 +10,8 @@ a Markdown table and writes its rows as JSON (``--out``); ``sample`` and ``plaus
     python benchmarks/run.py --only memory --method dpo --precision fp32 --work-dir benchmarks/.cache/bench
     python benchmarks/run.py --only sample --per-question
     python benchmarks/run.py --only plausibility --premade
+    python benchmarks/run.py --only memory --method npo --adapter full --work-dir benchmarks/.cache/bench
+    python benchmarks/run.py --only frontier --work-dir <a finished run> --persons npo dpo
     bash benchmarks/gpu_check.sh                      # the gpu section on a CUDA machine
 
 Sections, each with its helper module (named by what it measures); the first six are the default:
@@ -26,8 +29,8 @@ Sections, each with its helper module (named by what it measures); the first six
                 (inference_speed.py)
   curves        the DAG and each heavy stage at 1x, 2x, 4x the forget set, against time proportional to the work
                 (workflow_time.py)
-  memory        peak RSS and time of one training job (--method, --precision) in a fresh process, to check the
-                config's resources: mem_mb (training_memory.py)
+  memory        peak RSS and time of one training job (--method, --precision, --adapter lora or full) in a fresh
+                process, to check the config's resources: mem_mb (training_memory.py)
   sample        how many facts of the sample the base model knows, by the workflow's generate stage and
                 known-fact rule: the table the sample's README quotes (sample_known_facts.py)
   plausibility  the wrong answers of the perturber LLM (or, --premade, of the pre-made file) for the forget_train
@@ -35,6 +38,9 @@ Sections, each with its helper module (named by what it measures); the first six
   gpu           on one CUDA device: DPO and NPO training in bf16, batched generation and scoring (tokens/s, MFU,
                 peak GPU memory) and a forced CUDA out-of-memory that must halve the batch (gpu_check.py); fails
                 at once without CUDA
+  frontier      reads a finished run (--work-dir): per entry, held-out forgetting against the damage to neighbours
+                and general persons with intervals, and whether it meets the target; per person (--persons)
+                (frontier.py)
 
 A short matmul probe (matmul_peak.py) gives the machine's FLOP/s, the ceiling of the training rows' percentages,
 whenever a table section runs. The workflow section runs first and its artifacts (imported model, QA, DPO pairs)
@@ -203,6 +209,8 @@ def arguments() -> argparse.ArgumentParser:
     curves.add_argument("--curve-epochs", type=float, help="train.epochs of the cost-curve runs (default: config)")
     memory = parser.add_argument_group("memory")
     memory.add_argument("--method", default="dpo", help="the registered method of the memory section (default: dpo)")
+    memory.add_argument("--adapter", choices=("lora", "full"), default="lora",
+                        help="LoRA (default) or full fine-tuning (adapter: full) in the memory section")  # fmt: skip
     sample = parser.add_argument_group("sample")
     sample.add_argument("--csv", type=Path, nargs="*", help="title,question,answer files (default: the sample's "
                         "forget.csv, hard_retain.csv, general_retain.csv)")  # fmt: skip
@@ -335,7 +343,7 @@ def main() -> None:
         rows += bench_curves(work_dir / "curves", tuple(args.scales), overrides)
         save()
     if "memory" in only:
-        rows.append(training_memory(work_dir, config, model_name, args.method, args.precision))
+        rows.append(training_memory(work_dir, config, model_name, args.method, args.precision, args.adapter))
         save()
     if "gpu" in only:
         rows += gpu_check(work_dir, config, model_name)

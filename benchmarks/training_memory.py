@@ -56,23 +56,28 @@ def in_fresh_process(spec: dict[str, Any]) -> dict:
     return json.loads((out_dir / "result.json").read_text())
 
 
-def training_memory(work_dir: Path, config: dict[str, Any], model: str, method: str, precision: str | None) -> dict:
+def training_memory(
+    work_dir: Path, config: dict[str, Any], model: str, method: str, precision: str | None, adapter: str = "lora"
+) -> dict:
     """One row: ``method``'s training job at ``precision`` (None: the config's) in a fresh process, with its
-    steps, seconds (model loading included) and peak RSS."""
+    steps, seconds (model loading included) and peak RSS; ``adapter`` ``full`` trains every weight instead of LoRA
+    (``adapter: full``), so that the two can be compared on the same data."""
     needs_pairs = get_method(method).needs_pairs
     ensure(work_dir, TRAINING_INPUTS if needs_pairs else INFERENCE_INPUTS)
     results = (work_dir / "results").resolve()
     cfg = method_cfg(config, model, method, None, precision)
+    if adapter == "full":
+        cfg = {**{k: v for k, v in cfg.items() if k != "lora"}, "adapter": "full"}
     result = in_fresh_process({
         "cfg": cfg,
         "manifest": str(results / "models" / model / "model.json"),
         "qa": str(results / "data" / "qa.parquet"),
         "pairs": str(results / "perturb" / "dpo_pairs.parquet") if needs_pairs else None,
         "style": prompt_style(config, model),
-        "out_dir": str((work_dir / "training_memory" / method).resolve()),
+        "out_dir": str((work_dir / "training_memory" / f"{method}_{adapter}").resolve()),
     })  # fmt: skip
-    print(f"{method} precision={cfg['precision']} ({result['dtype']}): {result['steps']} steps, "
+    print(f"{method} ({adapter}) precision={cfg['precision']} ({result['dtype']}): {result['steps']} steps, "
           f"{result['seconds']:.1f} s, peak RSS {result['peak_rss_mb']:,.0f} MB", flush=True)  # fmt: skip
-    return {"benchmark": f"training memory: {method}, precision {cfg['precision']}, one job in a fresh process",
+    return {"benchmark": f"training memory: {method} ({adapter}), precision {cfg['precision']}, one fresh process",
             "seconds": result["seconds"], "peak_rss_mb": result["peak_rss_mb"], "dtype": result["dtype"],
             "detail_text": f"{result['steps']} steps"}  # fmt: skip

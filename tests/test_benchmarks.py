@@ -21,7 +21,7 @@ from training_speed import ABLATION, TokenStats, Variant, executed_flops, linear
 from workflow_time import jobs_run, median_costs, pass_tokens, with_peak_share  # noqa: E402
 
 EVERY_SECTION = ("workflow", "training", "methods", "generation", "likelihood", "curves", "memory", "sample",
-                 "plausibility", "gpu")  # fmt: skip
+                 "plausibility", "gpu", "frontier")  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------- one entry point, its sections
@@ -37,9 +37,11 @@ def test_run_help_lists_every_section_and_the_default_ones(monkeypatch: pytest.M
     for section in EVERY_SECTION:
         assert re.search(rf"^  {section} +\S", out, flags=re.M), f"--help does not describe the section {section}"
     words = " ".join(out.split())
-    assert f"Default: {', '.join(EVERY_SECTION[:6])}; memory, sample, plausibility, gpu run only when named" in words
-    for option in ("--only", "--work-dir", "--precision", "--method", "--premade", "--questions", "--max-rounds",
-                   "--sample", "--sample-seed", "--per-question", "--csv", "--dump"):  # fmt: skip
+    extra = ", ".join(EVERY_SECTION[6:])
+    assert f"Default: {', '.join(EVERY_SECTION[:6])}; {extra} run only when named" in words
+    for option in ("--only", "--work-dir", "--precision", "--method", "--adapter", "--persons", "--premade",
+                   "--questions", "--max-rounds", "--sample", "--sample-seed", "--per-question", "--csv",
+                   "--dump"):  # fmt: skip
         assert re.search(rf"^  {option}( |$)", out, flags=re.M), f"--help lacks {option}"
 
 

@@ -119,3 +119,16 @@ def test_a_grid_over_presets_names_each_point() -> None:
     config = yaml.safe_load((Path(__file__).resolve().parents[1] / "config.yaml").read_text())
     config["unlearn"] = {"npo": {"method": "npo", "grid": {"lora": {"target_modules": ["attention", "mlp"]}}}}
     assert unlearn_entries(config) == ["npo_tmattention", "npo_tmmlp"]
+
+
+def test_negative_layers_count_from_the_last_layer(tiny: Path) -> None:
+    """lora.layers [-1] is the last decoder layer whatever the depth; a missing or repeated layer is an error."""
+    model = AutoModelForCausalLM.from_pretrained(tiny, dtype=torch.float32)
+    config = lora_config(model, {**LORA, "target_modules": "attention", "layers": [-1]})
+    assert config.layers_to_transform == [1]
+    with pytest.raises(InputError, match="layer 2 does not exist: the model has 2 decoder layers"):
+        lora_config(model, {**LORA, "target_modules": "all-linear", "layers": [2]})
+    with pytest.raises(InputError, match=r"lora.layers \[0, -2\] names a decoder layer twice"):
+        lora_config(model, {**LORA, "target_modules": "all-linear", "layers": [0, -2]})
+    want = expected(model, ATTENTION, [1])
+    assert adapted(get_peft_model(model, config)) == want

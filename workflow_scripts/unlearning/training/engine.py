@@ -55,6 +55,7 @@ from ..models.devices import pick_device, training_dtype
 from ..models.full_weights import FullWeights
 from . import fila
 from .lora_dropout import speed_up_lora_dropout
+from .layers import layer_index
 from .lora_targets import resolve_target_modules
 from .methods import get_method
 from .methods.base import Method, sequence_logprob
@@ -355,8 +356,15 @@ def check_adapter_trained(model: torch.nn.Module, initial: Mapping[str, torch.Te
 def lora_config(model: torch.nn.Module, lora: Mapping[str, Any]) -> LoraConfig:
     """PEFT's LoraConfig from the ``lora:`` settings: ``target_modules`` (``all-linear``, the presets ``attention``
     and ``mlp``, or module names) resolved on the model by :func:`.lora_targets.resolve_target_modules`, which also
-    names the modules where ``layers`` (PEFT's ``layers_to_transform``) needs names rather than ``all-linear``."""
+    names the modules where ``layers`` (PEFT's ``layers_to_transform``) needs names rather than ``all-linear``.
+    ``layers`` may count from the end (-1 is the last decoder layer); a layer the model lacks, or one named twice,
+    raises InputError."""
     layers = lora.get("layers")
+    if layers is not None:  # a negative index counts from the last layer, so one setting fits models of any depth
+        resolved = [layer_index(model, int(i)) for i in layers]
+        if len(set(resolved)) != len(resolved):
+            raise InputError(f"lora.layers {list(layers)} names a decoder layer twice (as {sorted(resolved)})")
+        layers = sorted(resolved)
     targets = resolve_target_modules(model, lora["target_modules"], layers)
     return LoraConfig(
         r=int(lora["r"]),
