@@ -120,7 +120,10 @@ def test_slurm_profile_keeps_partition_and_account_of_every_submitted_job(
     ("change", "message"),
     [
         (lambda c: c["train"].update(learning_rate="high"), r"'high' is not of type 'number'"),
-        (lambda c: c["train"].update(dpo={"beta": 0.1}), r"config: train: unknown key 'dpo' \(allowed: batch_size, "),
+        (
+            lambda c: c["train"].update(dpo={"beta": 0.1}),
+            r"config: train: unknown key 'dpo' \(allowed: adapter, batch_size, ",
+        ),
         (
             lambda c: c["train"].update(learning_rte=1e-4),
             r"config: train: unknown key 'learning_rte' .*; did you mean 'learning_rate' for 'learning_rte'\?",

@@ -208,7 +208,7 @@ def unlearn_settings(config: Mapping[str, Any], model: str, entry: str) -> dict[
             keys = ", ".join(f"lora.{k}" for k in sorted(spec["lora"]))
             raise ValueError(
                 f"unlearn.{entry}: adapter: full trains every weight, so the entry's {keys} cannot apply; "
-                "remove them, or use adapter: lora"
+                f"remove {'it' if len(spec['lora']) == 1 else 'them'}, or use adapter: lora"
             )
         merged.pop("lora", None)
     merged.setdefault("seed", config["seed"])

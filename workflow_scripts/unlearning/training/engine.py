@@ -54,8 +54,8 @@ from ..models.checkpoints import Manifest, load_model
 from ..models.devices import pick_device, training_dtype
 from ..models.full_weights import FullWeights
 from . import fila
-from .lora_dropout import speed_up_lora_dropout
 from .layers import layer_index
+from .lora_dropout import speed_up_lora_dropout
 from .lora_targets import resolve_target_modules
 from .methods import get_method
 from .methods.base import Method, sequence_logprob
@@ -361,7 +361,10 @@ def lora_config(model: torch.nn.Module, lora: Mapping[str, Any]) -> LoraConfig:
     raises InputError."""
     layers = lora.get("layers")
     if layers is not None:  # a negative index counts from the last layer, so one setting fits models of any depth
-        resolved = [layer_index(model, int(i)) for i in layers]
+        try:
+            resolved = [layer_index(model, int(i)) for i in layers]
+        except InputError as exc:
+            raise InputError(f"lora.layers {list(layers)}: {exc}") from None
         if len(set(resolved)) != len(resolved):
             raise InputError(f"lora.layers {list(layers)} names a decoder layer twice (as {sorted(resolved)})")
         layers = sorted(resolved)
