@@ -15,17 +15,17 @@ with stage("unlearn", smk.log) as log:
     from unlearning.data.qa_table import trainable
     from unlearning.inference.prompting import PromptStyle
     from unlearning.models.checkpoints import Manifest
+    from unlearning.training import fila  # its Fisher pass reads the retain questions too
     from unlearning.training.engine import train
 
     cfg = smk.params.cfg
-    fila = cfg.get("adapter", "lora") == "lora" and cfg["lora"].get("init") == "fila"  # its Fisher pass reads retain
     qa = trainable(read_parquet(smk.input.qa))  # probes are scored, never trained on
     result = train(
         Manifest.load(f"{smk.input.model}/model.json"),
         cfg,
         forget=qa[qa["split"] == "forget_train"],
         pairs=read_parquet(path) if (path := smk.input.get("pairs")) else None,
-        retain=qa[qa["split"].isin(cfg["retain_split"])] if cfg["retain_weight"] or fila else None,
+        retain=qa[qa["split"].isin(cfg["retain_split"])] if cfg["retain_weight"] or fila.selected(cfg) else None,
         style=PromptStyle(**smk.params.style),
         adapter_dir=smk.output.adapter,
         checkpoint_dir=smk.params.checkpoints,

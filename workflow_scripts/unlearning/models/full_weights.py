@@ -59,10 +59,6 @@ class FullWeights(torch.nn.Module):
 
         return cls(policy, copy.deepcopy(policy))
 
-    @property
-    def reference(self) -> torch.nn.Module:
-        return self._reference
-
     def get_base_model(self) -> torch.nn.Module:
         """The model that runs now: the reference inside :meth:`disable_adapter`, else the policy."""
         return self._reference if self._reference_on else self.policy

@@ -414,7 +414,7 @@ def train(
     if retain_weight and (retain is None or retain.empty):
         raise ValueError(f"unlearn.{entry}: retain_weight is {retain_weight} but the retain split has no questions")
     full = cfg.get("adapter", "lora") == "full"
-    use_fila = not full and cfg["lora"].get("init", "default") == "fila"
+    use_fila = fila.selected(cfg)
     if use_fila and (retain is None or retain.empty):
         raise ValueError(f"unlearn.{entry}: lora.init fila needs retain questions (retain_split) for its Fisher pass")
     device = pick_device(requested_gpu)

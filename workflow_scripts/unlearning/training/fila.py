@@ -36,7 +36,6 @@ from .methods.base import answer_nll
 
 log = logging.getLogger(__name__)
 FISHER_EPS = 1e-5  # LoKU's: keeps the ratio finite where the retain Fisher is zero, and 1 / w where w is zero
-INITS = ("default", "fila")
 
 
 @dataclass
@@ -46,6 +45,11 @@ class FisherPass:
     seconds: float
     forget_tokens: int
     retain_tokens: int
+
+
+def selected(cfg: Mapping[str, object]) -> bool:
+    """Whether an entry's resolved settings ask for FILA: a LoRA adapter with ``lora.init: fila``."""
+    return cfg.get("adapter", "lora") == "lora" and cfg["lora"].get("init", "default") == "fila"
 
 
 def doubled_rank(config: LoraConfig) -> LoraConfig:
@@ -104,7 +108,7 @@ def _freeze_second_half(a: torch.nn.Parameter, b: torch.nn.Parameter, r: int) ->
 
 
 @torch.no_grad()
-def _set_layer(name: str, layer: torch.nn.Module, importance: torch.Tensor) -> None:
+def _set_layer(layer: torch.nn.Module, importance: torch.Tensor) -> None:
     a, b = layer.lora_A["default"].weight, layer.lora_B["default"].weight
     r = a.shape[0] // 2
     scale = float(layer.scaling["default"])
@@ -143,7 +147,7 @@ def initialise(
                 "lora.layers, or use lora.init: default"
             )
         importance = forget[name] / (FISHER_EPS + retain[name])
-        _set_layer(name, layer, importance)
+        _set_layer(layer, importance)
         r = layer.lora_A["default"].weight.shape[0] // 2
         _freeze_second_half(layer.lora_A["default"].weight, layer.lora_B["default"].weight, r)
     seconds = time.monotonic() - start
