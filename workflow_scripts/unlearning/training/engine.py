@@ -59,6 +59,7 @@ from .lora_dropout import speed_up_lora_dropout
 from .lora_targets import resolve_target_modules
 from .methods import get_method
 from .methods.base import Method, sequence_logprob
+from .quantization_aware import enable as enable_quantization_aware
 
 log = logging.getLogger(__name__)
 LOG_COLUMNS = ("step", "epoch", "loss", "forget_loss", "retain_loss", "learning_rate", "num_tokens", "seconds")
@@ -422,9 +423,11 @@ def train(
     # full fine-tuning keeps float32 master weights: a bf16 weight's rounding step (2^-8 of its size) swallows most
     # single updates; bf16 then runs as autocast (the Trainer's bf16 flag), as mixed-precision training does
     autocast = full and dtype == torch.bfloat16
-    log.info("unlearning with %s (%s) on %s in %s", method.name, "full" if full else "LoRA", device, dtype)
     attention = "eager" if device.type == "cpu" else None
-    load_dtype = torch.float32 if full else dtype
+    quantization_aware = None if full else cfg["lora"].get("quantization_aware")
+    # full fine-tuning keeps float32 master weights; quantization-aware LoRA needs the base weights on the GGUF grid
+    load_dtype = torch.float32 if full or quantization_aware else dtype
+    log.info("unlearning with %s (%s) on %s in %s", method.name, "full" if full else "LoRA", device, load_dtype)
     model, tokenizer = load_model(manifest, device=device, dtype=load_dtype, attn_implementation=attention)
     texts = method.training_texts(forget, pairs)
     lengths = {"max_length": int(cfg["max_length"]), "max_prompt_length": int(cfg["max_prompt_length"])}
@@ -453,6 +456,9 @@ def train(
             )
         if device.type == "cpu":
             speed_up_lora_dropout(model)
+        if quantization_aware:
+            n = enable_quantization_aware(model, quantization_aware)
+            log.info("quantization-aware: %d LoRA layers compute with their merged weight in %s", n, quantization_aware)
         view = model
     initial_b = lora_b_matrices(model)
     collate = ExampleCollator(method.sequences, tokenizer.pad_token_id)
@@ -526,11 +532,14 @@ def training_log(history: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
 
 
 def merge_adapter(model: Any, tokenizer: PreTrainedTokenizerBase, out_dir: str | Path) -> None:  # noqa: ANN401
-    """Fold a loaded LoRA adapter into the base weights and save a plain safetensors checkpoint whose logits equal
-    the adapter model's (tied embeddings that the adapter changes are untied first: :func:`untie_adapted_embeddings`).
-    """
-    untie_adapted_embeddings(model)
-    merged = model.merge_and_unload()
+    """Fold a loaded LoRA adapter into the base weights (or take ``adapter: full``'s trained weights) and save a
+    plain safetensors checkpoint whose logits equal the adapter model's (tied embeddings that the adapter changes
+    are untied first: :func:`untie_adapted_embeddings`)."""
+    if isinstance(model, FullWeights):  # adapter: full: the trained weights are the merged model
+        merged = model.policy
+    else:
+        untie_adapted_embeddings(model)
+        merged = model.merge_and_unload()
     merged.save_pretrained(str(out_dir), safe_serialization=True)
     tokenizer.save_pretrained(str(out_dir))
     apply_umask(out_dir)
