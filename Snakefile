@@ -34,6 +34,7 @@ wildcard_constraints:
     model="|".join(map(re.escape, MODELS)),
     method="|".join(map(re.escape, UNLEARN)),
     variant="|".join(map(re.escape, VARIANTS)),
+    attack="|".join(map(re.escape, ATTACKS)) or "(?!)",
 
 
 include: "rules/data.smk"
@@ -42,6 +43,7 @@ include: "rules/perturb.smk"
 include: "rules/unlearn.smk"
 include: "rules/generate.smk"
 include: "rules/score.smk"
+include: "rules/attack.smk"
 include: "rules/report.smk"
 include: "rules/repair.smk"
 

@@ -33,6 +33,7 @@ from pathlib import Path
 import pandas as pd
 
 from unlearning.report.tables import Figures
+from unlearning.scoring.evaluation import split_attacks
 from unlearning.scoring.judgement import FLUENCY_SPLITS, judge
 
 BASE = "base"
@@ -88,7 +89,7 @@ def _benchmark(results: Path, model: str, variant: str) -> tuple[float, float]:
 
 def frontier(results: Path) -> pd.DataFrame:
     """One row per (model, variant) of ``results/score/summary.parquet`` (see the module doc)."""
-    summary = pd.read_parquet(results / "score" / "summary.parquet")
+    summary = split_attacks(pd.read_parquet(results / "score" / "summary.parquet"))[0]
     fig = Figures(summary)
     rows = []
     variants = [v for v in summary["variant"].unique() if v not in (BASE, "headline")]

@@ -5,6 +5,7 @@ from snakemake.exceptions import WorkflowError
 # workflow_scripts/ is on sys.path (the Snakefile puts it there)
 from unlearning.core.parquet_io import config_hash, looks_complete  # noqa: E402
 from unlearning.config.settings import (  # noqa: E402
+    deep_merge,
     expand_unlearn,
     import_settings,
     needs_pairs,
@@ -98,6 +99,20 @@ UNLEARN = checked_unlearn_entries()
 preflight()
 VARIANTS = ["base", *UNLEARN]
 SUMMARY_RUNS = [(m, v) for m in MODELS for v in VARIANTS]  # every (model, variant) the summary reads
+
+
+def checked_attacks():
+    """attacks: with each entry's kind and settings resolved; a bad entry is a config error before any job."""
+    from unlearning.attacks import attack_entries, attack_runs
+    from unlearning.core.errors import InputError
+
+    try:
+        return attack_entries(config), attack_runs(config, MODELS, VARIANTS)
+    except InputError as exc:
+        raise WorkflowError(f"config: {exc}") from None
+
+
+ATTACKS, ATTACK_RUNS = checked_attacks()  # name -> settings; every (model, variant, attack) the summary reads
 # The variants the report compares: an entry trained with several seeds once, under its own name (the summary pools
 # its runs), every other entry as it is.
 REPORT_VARIANTS = ["base", *dict.fromkeys(pooled_name(config).values())]
@@ -219,3 +234,33 @@ def pairs_inputs(wildcards):
 
 
 validate_unlearn_entries()
+
+
+def attack_inputs(wildcards):
+    """An attack job's variant: its unlearn output (for attacks that run the variant as it is) and its export
+    folder (for attacks that start from the merged or re-quantized model)."""
+    from unlearning.attacks import get_attack
+
+    needs_export = get_attack(ATTACKS[wildcards.attack]["attack"]).needs_export
+    inputs = adapter_inputs(wildcards)
+    if needs_export and wildcards.variant != "base":
+        inputs["export"] = f"results/export/{wildcards.model}/{wildcards.variant}"
+    return inputs
+
+
+def export_types(wildcards):
+    """The GGUF types an export writes: export.gguf_type (None: the source's types) and every quantization
+    attack's type."""
+    types = [config["export"].get("gguf_type")]
+    types += [spec["gguf_type"] for spec in ATTACKS.values() if spec["attack"] == "quantization"]
+    return list(dict.fromkeys(types))
+
+
+def attack_train_settings(model):
+    """The run's train: block with the model's own overrides: what a relearning attack starts its settings from."""
+    return sorted_keys(deep_merge(config["train"], config["models"][model].get("train")))
+
+
+def attack_scores():
+    """The score file of every (model, variant, attack) run, in ATTACK_RUNS' order."""
+    return [f"results/attack/{m}/{v}/{a}.parquet" for m, v, a in ATTACK_RUNS]

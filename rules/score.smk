@@ -48,15 +48,18 @@ rule known_facts:
 rule summarize:
     """The long summary table (model, variant, split, subset, kind, metric, value, ci_low, ci_high, ci_note): every
     split on all questions and on the base model's known facts, with counts, each variant's changes against base
-    with bootstrap intervals, and the entries trained with several seeds pooled under their own names."""
+    with bootstrap intervals, the entries trained with several seeds pooled under their own names, and every
+    attack's figures and changes on the held-out known facts (column attack)."""
     input:
         scores=[f"results/score/{m}/{v}.parquet" for m, v in SUMMARY_RUNS],
         known=expand("results/known/{model}.parquet", model=MODELS),
+        attacks=attack_scores(),
     output:
         "results/score/summary.parquet",
     params:
         seed=config["seed"],
         runs=SUMMARY_RUNS,
+        attack_runs=ATTACK_RUNS,
         models=MODELS,
         seed_groups=seed_groups(config),
     conda:

@@ -118,11 +118,14 @@ def build_tiny_gemma3(out_dir: Path, tokenizer_dir: Path, seed: int = 0) -> Path
     return out_dir
 
 
-def build_tiny_gguf(out_file: Path, model_dir: Path, tokenizer_gguf: Path, *, chat_template: bool = True) -> Path:
-    """The tiny Llama written as an F32 GGUF file, with the tokenizer (and chat template) of the SmolLM2 GGUF.
+def build_tiny_gguf(
+    out_file: Path, model_dir: Path, tokenizer_gguf: Path, *, chat_template: bool = True, quantize: str | None = None
+) -> Path:
+    """The tiny Llama written as an F32 GGUF file, with the tokenizer (and chat template) of the SmolLM2 GGUF;
+    ``quantize`` (a GGUF type such as ``Q4_1``) stores every matrix in that type, as a downloaded GGUF does.
 
     q/k projections are permuted as llama.cpp's converter does, so that transformers' loader (which undoes it)
-    returns the tiny model's exact weights.
+    returns the tiny model's exact weights (up to the quantization).
     """
     import gguf
     from safetensors.torch import load_file
@@ -158,7 +161,13 @@ def build_tiny_gguf(out_file: Path, model_dir: Path, tokenizer_gguf: Path, *, ch
             array = permute(array, config.num_attention_heads)
         elif name.endswith("k_proj.weight"):
             array = permute(array, config.num_key_value_heads)
-        writer.add_tensor(names.get_name(name, try_suffixes=(".weight",)), array)
+        gguf_name = names.get_name(name, try_suffixes=(".weight",))
+        if quantize and array.ndim == 2:
+            qtype = gguf.GGMLQuantizationType[quantize]
+            data = gguf.quants.quantize(array, qtype)
+            writer.add_tensor(gguf_name, data, raw_shape=data.shape, raw_dtype=qtype)
+        else:
+            writer.add_tensor(gguf_name, array)
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
@@ -231,3 +240,13 @@ def tiny_gguf_file(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Pat
 
     out = tmp_path_factory.mktemp("tiny_gguf") / "tiny-llama.f32.gguf"
     return build_tiny_gguf(out, tiny_model_dir, gguf_path(*SMOLLM2_GGUF))
+
+
+@pytest.fixture(scope="session")
+def tiny_q4_gguf_file(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Path:
+    """The tiny Llama as a Q4_1 GGUF file (every matrix quantized, as the default's SmolLM2 file), with the SmolLM2
+    tokenizer and chat template."""
+    from unlearning.models.gguf import gguf_path
+
+    out = tmp_path_factory.mktemp("tiny_q4_gguf") / "tiny-llama.Q4_1.gguf"
+    return build_tiny_gguf(out, tiny_model_dir, gguf_path(*SMOLLM2_GGUF), quantize="Q4_1")

@@ -85,7 +85,7 @@ def test_slurm_profile_plans_the_study_with_its_resources(tmp_path: Path) -> Non
         assert "slurm_partition=gpu" in block and "gpu=1" in block and re.search(r"runtime=(360|480)", block)
 
 
-SUBMITTED_RULES = ("perturb", "unlearn", "generate", "score", "merge_adapter")  # every rule but the localrules
+SUBMITTED_RULES = ("perturb", "unlearn", "generate", "score", "export", "attack", "merge_adapter")  # not localrules
 
 
 @pytest.mark.parametrize(
@@ -112,7 +112,7 @@ def test_slurm_profile_keeps_partition_and_account_of_every_submitted_job(
         {"unlearn", "merge_adapter"} if "merged" in " ".join(extra) else set(SUBMITTED_RULES) - {"merge_adapter"}
     )
     for rule, resources in submitted:
-        partition = "cpu_x" if rule == "merge_adapter" else "gpu_x"
+        partition = "cpu_x" if rule in ("merge_adapter", "export") else "gpu_x"
         assert f"slurm_partition={partition}" in resources and "slurm_account=acct_x" in resources, (rule, resources)
 
 
@@ -182,6 +182,7 @@ def tiny_config(model_dir: Path) -> dict:
     config["train"].update(epochs=2, batch_size=8, learning_rate=5e-3, max_length=96, max_prompt_length=64)
     config["train"]["retain_weight"] = 0.2  # the retain term runs in the DAG, weakly enough for a clear signal
     config["generate"].update(max_new_tokens=8)
+    config["attacks"] = {}  # the tiny model is no GGUF; tests/test_attacks.py runs the attacks on a GGUF one
     return for_tiny_model(config)
 
 
@@ -439,25 +440,31 @@ def test_all_methods_config_is_the_default_with_every_method() -> None:
     assert every == default, "configs/all_methods.yaml differs from config.yaml beyond unlearn:"
 
 
-@pytest.mark.slow
-def test_every_method_forgets_in_the_dag(tiny_model_dir: Path, tmp_path: Path) -> None:
-    """configs/all_methods.yaml's methods on a tiny model that knows the sample's facts: each (model, method) chain
-    runs through Snakemake and lowers the probability of the forget_train answers below the base model's."""
+def tiny_model_that_knows(config: dict, tiny_model_dir: Path, workdir: Path) -> Path:
+    """The tiny model taught every QA pair of ``config``'s data (its qa.parquet, made by Snakemake in ``workdir``)
+    in ``config``'s prompt: only a model that knows the facts can show forgetting."""
     from conftest import teach_facts
 
     from unlearning.inference.prompting import PromptStyle
 
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    snakemake("results/data/qa.parquet", "--cores", "2", "--directory", str(workdir), "--configfile",
+              str(workdir / "config.yaml"))  # fmt: skip
+    qa = read_parquet(workdir / "results" / "data" / "qa.parquet")
+    style = PromptStyle(instruction=config["prompt"]["instruction"])
+    return teach_facts(tiny_model_dir, list(qa["question"]), list(qa["answer"]), workdir / "knowing", style, 200)
+
+
+@pytest.mark.slow
+def test_every_method_forgets_in_the_dag(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """configs/all_methods.yaml's methods on a tiny model that knows the sample's facts: each (model, method) chain
+    runs through Snakemake and lowers the probability of the forget_train answers below the base model's."""
     config = tiny_config(tiny_model_dir)
     config["unlearn"] = yaml.safe_load((ROOT / "configs" / "all_methods.yaml").read_text())["unlearn"]
     for_tiny_model(config)
     config["perturb"]["refusals"] = {"mode": "mix"}  # a model that knows the answers may write only the truth
     run = ["--cores", "2", "--directory", str(tmp_path), "--configfile", str(tmp_path / "config.yaml")]
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
-    snakemake("results/data/qa.parquet", *run)
-    qa = read_parquet(tmp_path / "results" / "data" / "qa.parquet")
-    style = PromptStyle(instruction=config["prompt"]["instruction"])
-    knowing = teach_facts(tiny_model_dir, list(qa["question"]), list(qa["answer"]), tmp_path / "knowing", style, 200)
-    config["models"]["tiny"]["path"] = str(knowing)
+    config["models"]["tiny"]["path"] = str(tiny_model_that_knows(config, tiny_model_dir, tmp_path))
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     methods = list(config["unlearn"])
     snakemake(*[f"results/score/tiny/{v}.parquet" for v in ("base", *methods)], *run)

@@ -18,7 +18,11 @@ with stage("summarize", smk.log) as log:
     tables = {run: read_parquet(path) for run, path in zip(runs, smk.input.scores, strict=True)}
     known = {model: read_parquet(path) for model, path in zip(smk.params.models, smk.input.known, strict=True)}
     notes: list[str] = []
-    summary = build_summary(tables, known, notes, seed=smk.params.seed, seed_groups=dict(smk.params.seed_groups))
+    attack_runs = [tuple(run) for run in smk.params.attack_runs]
+    attacked = {run: read_parquet(path) for run, path in zip(attack_runs, smk.input.attacks, strict=True)}
+    summary = build_summary(
+        tables, known, notes, seed=smk.params.seed, seed_groups=dict(smk.params.seed_groups), attacked=attacked
+    )
     for note in notes:
         log.warning("summary: %s", note)
     log.info("summary: %d rows", len(summary))
@@ -26,7 +30,7 @@ with stage("summarize", smk.log) as log:
         summary,
         smk.output[0],
         stage="summarize",
-        config={"runs": smk.params.runs, "seed_groups": smk.params.seed_groups},
+        config={"runs": smk.params.runs, "seed_groups": smk.params.seed_groups, "attack_runs": smk.params.attack_runs},
         seed=smk.params.seed,
         extra={"notes": notes},
     )

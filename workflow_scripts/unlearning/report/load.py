@@ -10,6 +10,7 @@ import pandas as pd
 
 from ..core.errors import InputError
 from ..core.parquet_io import read_parquet
+from ..scoring.evaluation import split_attacks
 
 SUMMARY_COLUMNS = ("model", "variant", "split", "subset", "kind", "metric", "value")
 #: the change rows' bootstrap intervals (summaries from before intervals lack them)
@@ -27,7 +28,7 @@ def load_summary(path: Path) -> pd.DataFrame:
     """The long table ``model, variant, split, subset, kind, metric, value`` and, where the summary has them, the
     intervals ``ci_low, ci_high, ci_note``; a summary without ``subset`` is all ``all``, one without ``kind`` (before
     probe kinds) is all ``all`` kinds."""
-    df = read_parquet(path, columns=[c for c in SUMMARY_COLUMNS if c not in ("subset", "kind")])
+    df = split_attacks(read_parquet(path))[0]
     for col in ("subset", "kind"):
         if col not in df.columns:
             df[col] = "all"
@@ -39,6 +40,13 @@ def load_summary(path: Path) -> pd.DataFrame:
         if col in df.columns:
             df[col] = pd.to_numeric(df[col], errors="coerce")
     return df.reset_index(drop=True)
+
+
+def load_attacks(path: Path) -> pd.DataFrame:
+    """The summary's attacked-run rows (:data:`SUMMARY_COLUMNS`, the intervals and ``attack``); empty for a summary
+    from before attacks."""
+    rows = split_attacks(read_parquet(path))[1]
+    return rows[[*SUMMARY_COLUMNS, *INTERVAL_COLUMNS, "attack"]].reset_index(drop=True) if len(rows) else rows
 
 
 def load_scores(scores: Mapping[str, Mapping[str, Path]]) -> dict[str, dict[str, pd.DataFrame]]:

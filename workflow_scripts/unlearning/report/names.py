@@ -9,6 +9,7 @@ from pathlib import Path
 
 TRADEOFF_PLOT = "tradeoff.png"
 SWEEPS_PLOT = "sweeps.png"
+ATTACKS_PLOT = "attacks.png"
 
 
 def safe_name(model: str) -> str:
@@ -29,7 +30,7 @@ def training_plot(model: str) -> str:
 def plot_names(models: Sequence[str]) -> list[str]:
     """File names (inside the plot folder) of every PNG the report writes for ``models``; the set never depends on
     the data, so a Snakemake rule can declare them as outputs."""
-    return [*map(split_plot, models), *map(training_plot, models), TRADEOFF_PLOT, SWEEPS_PLOT]
+    return [*map(split_plot, models), *map(training_plot, models), TRADEOFF_PLOT, SWEEPS_PLOT, ATTACKS_PLOT]
 
 
 def plot_files(plot_dir: str | os.PathLike, models: Sequence[str]) -> list[Path]:

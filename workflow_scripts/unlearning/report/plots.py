@@ -168,3 +168,45 @@ def plot_sweeps(table: pd.DataFrame, max_damage: float, path: Path) -> Path:
     ax.grid(alpha=0.3)
     fig.savefig(path, format="png")
     return path
+
+
+def plot_attacks(rows: Mapping[str, Sequence[Mapping]], path: Path) -> Path:
+    """Per model and variant, the forgetting (drop of ROUGE-L recall on the held-out known forget facts) before any
+    attack and after each attack, as bars with their 95% intervals (:func:`unlearning.report.attacks.attack_rows`
+    gives ``rows`` per model)."""
+    from .attacks import FORGET
+
+    groups = [(model, r) for model, model_rows in rows.items() for r in model_rows]
+    if not groups:
+        return _placeholder(path, "no attack in this run (attacks: in the config runs them)")
+    bars: dict[tuple[str, str], dict[str, object]] = {}
+    for model, r in groups:
+        key = (model, r["variant"])
+        bars.setdefault(key, {"before": r["before"][FORGET]})[r["attack"]] = r["after"][FORGET]
+    attacks = list(dict.fromkeys(r["attack"] for _, r in groups))
+    series = ["before", *attacks]
+    fig = _figure(max(8.0, 1.5 + 0.45 * len(bars) * len(series)), 4.8)
+    ax = fig.add_subplot()
+    width = 0.8 / len(series)
+    for i, (name, colour, hatch) in enumerate(zip(series, cycle(COLOURS), cycle(HATCHES))):
+        xs, heights, errors = [], [], [[], []]
+        for g, drops in enumerate(bars.values()):
+            drop = drops.get(name)
+            if drop is None or not finite(drop.value):
+                continue
+            xs.append(g - 0.4 + width * (i + 0.5))
+            heights.append(drop.value)
+            has = finite(drop.low) and finite(drop.high)
+            errors[0].append(drop.value - drop.low if has else 0.0)
+            errors[1].append(drop.high - drop.value if has else 0.0)
+        label = "no attack" if name == "before" else f"after {name}"
+        ax.bar(xs, heights, width, yerr=errors, capsize=2, label=label, color=colour, hatch=hatch,
+               edgecolor="black", linewidth=0.5)  # fmt: skip
+    ax.axhline(0, color="black", lw=0.8)
+    ax.set_xticks(range(len(bars)), [f"{m}\n{v}" for m, v in bars], fontsize=9)
+    ax.set_ylabel("forgetting: drop of ROUGE-L recall\non held-out known forget facts")
+    ax.set_title("Does it stay forgotten? Forgetting before and after each attack (95% intervals)")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    ax.grid(alpha=0.3, axis="y")
+    fig.savefig(path, format="png")
+    return path

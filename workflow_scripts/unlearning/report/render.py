@@ -21,9 +21,10 @@ from markupsafe import Markup
 
 from ..core.errors import InputError
 from ..core.parquet_io import read_metadata, read_parquet
+from . import attacks as report_attacks
 from . import plots
-from .load import load_scores, load_summary, load_training_logs
-from .names import SWEEPS_PLOT, TRADEOFF_PLOT, safe_name, split_plot, training_plot
+from .load import load_attacks, load_scores, load_summary, load_training_logs
+from .names import ATTACKS_PLOT, SWEEPS_PLOT, TRADEOFF_PLOT, safe_name, split_plot, training_plot
 from .provenance import Provenance, collect_provenance
 from .tables import (
     BASE,
@@ -440,6 +441,10 @@ def build_context(
     points = read_parquet(operating_points) if operating_points is not None else pd.DataFrame()
     max_damage = float(config.get("select", {}).get("max_damage", math.nan))
     sweeps_png = plots.plot_sweeps(points, max_damage, plot_dir / SWEEPS_PLOT)
+    attacked = load_attacks(summary)
+    attack_runs = {m: report_attacks.attack_rows(summary_df, attacked, m) for m in models if len(attacked)}
+    attack_runs = {m: rows for m, rows in attack_runs.items() if rows}
+    attacks_png = plots.plot_attacks(attack_runs, plot_dir / ATTACKS_PLOT)
     prov = collect_provenance(config, summary, benchmarks, data_sizes)
     return {
         "title": "Targeted unlearning report",
@@ -461,6 +466,17 @@ def build_context(
             "text": SWEEPS_TEXT.format(bound=max_damage),
         }
         if len(points)
+        else None,
+        "attacks": {
+            "text": report_attacks.TEXT,
+            "tables": [
+                {"model": m, "table": table(report_attacks.HEADERS, report_attacks.attacks_table_rows(rows), "num")}
+                for m, rows in attack_runs.items()
+            ],
+            "verdicts": [v for m, rows in attack_runs.items() for v in report_attacks.verdicts(rows, m)],
+            "img": _image(attacks_png, "forgetting before and after each attack", out_md),
+        }
+        if attack_runs
         else None,
         "provenance": provenance_sections(prov),
         "config_text": prov.config_text,

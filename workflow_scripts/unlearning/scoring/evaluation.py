@@ -39,12 +39,15 @@ EVAL_SPLITS = (
     "truthfulqa",
 )
 SUBSETS = ("all", "known")
+#: the held-out splits an attack asks (their known facts only; unlearning.attacks)
+ATTACK_SPLITS = ("forget_test", "retain_test", "general_test")
 #: ``kind`` is ``all`` (every probe kind together) or one probe kind (``qa``, ``cloze``, ...; see qa_data.KINDS);
 #: ``ci_low``/``ci_high`` bound a change row's 95% bootstrap interval (NaN elsewhere, and where ``ci_note`` says why
-#: a change has none)
+#: a change has none); ``attack`` is empty, or the attack (an ``attacks:`` name) the row's variant went through
 SUMMARY_DTYPES = {
     "model": TEXT_DTYPE, "variant": TEXT_DTYPE, "split": TEXT_DTYPE, "subset": TEXT_DTYPE, "kind": TEXT_DTYPE,
     "metric": TEXT_DTYPE, "value": "float64", "ci_low": "float64", "ci_high": "float64", "ci_note": TEXT_DTYPE,
+    "attack": TEXT_DTYPE,
 }  # fmt: skip
 SUMMARY_COLUMNS = list(SUMMARY_DTYPES)
 
@@ -211,6 +214,7 @@ def _row(model: str, variant: str, split: str, subset: str, metric: str, value: 
         "ci_low": math.nan,
         "ci_high": math.nan,
         "ci_note": "",
+        "attack": "",
     }
 
 
@@ -397,6 +401,59 @@ def degenerate_base_rows(summary: pd.DataFrame) -> list[dict]:
     return rows
 
 
+def split_attacks(summary: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The summary's rows as (the variants as trained, the attacked runs' rows): readers of the first must never
+    see the second, whose figures share their keys. A summary from before attacks has no ``attack`` column."""
+    if "attack" not in summary.columns:
+        return summary, summary.iloc[0:0]
+    attacked = summary["attack"].fillna("").astype(str) != ""
+    return summary[~attacked], summary[attacked]
+
+
+ATTACKED = "attacked"  # the attacked run's name inside attack_rows (base may be attacked too)
+
+
+def attack_rows(
+    scores: Mapping[tuple[str, str], pd.DataFrame],
+    attacked: Mapping[tuple[str, str, str], pd.DataFrame],
+    known_ids: Mapping[str, set[str] | None],
+    *,
+    seed: int,
+) -> list[dict]:
+    """Summary rows of every attacked run (``(model, variant, attack)`` -> its score table on the held-out known
+    facts, :data:`ATTACK_SPLITS`): its figures (subset ``known``) and its changes against the base model's figures
+    on the same facts, with the same paired person bootstrap, under the variant's name and column ``attack``.
+
+    Raises InputError when an attacked table does not hold exactly the base model's known held-out facts.
+    """
+    rows = []
+    for (model, variant, attack), table in sorted(attacked.items()):
+        where = f"{model}/{variant} after attack {attack}"
+        if (model, "base") not in scores or known_ids.get(model) is None:
+            raise InputError(f"{where}: no base scores or known facts of {model} to compare it with")
+        base = scores[(model, "base")]
+        held_out = base["split"].isin(ATTACK_SPLITS) & base["id"].astype(str).isin(known_ids[model])
+        expected, got = set(base.loc[held_out, "id"].astype(str)), set(table["id"].astype(str))
+        if expected != got:
+            extra, lacking = sorted(got - expected), sorted(expected - got)
+            raise InputError(
+                f"{where}: the attack's scores must hold the base model's {len(expected)} known held-out facts; "
+                f"{len(lacking)} missing (first: {lacking[:1]}), {len(extra)} others (first: {extra[:1]})"
+            )
+        runs = {(model, "base"): base[held_out], (model, ATTACKED): table}
+        local = [r for run, t in runs.items() for r in summarize_variant(t, model, run[1], expected)]
+        changes = variant_changes(typed_frame(local, SUMMARY_DTYPES), runs, {model: expected}, seed=seed)
+        asked = [r for r in local if r["subset"] == "known" and r["split"] in ATTACK_SPLITS]
+        found = [r for r in asked if r["variant"] == ATTACKED]
+        found += [
+            r
+            for r in change_rows(model, ATTACKED, changes[(model, ATTACKED)])
+            if (r["subset"] == "known" and r["split"] in ATTACK_SPLITS) or r["metric"] == bootstrap.TRADEOFF_SCORE
+        ]
+        rows += [{**r, "variant": variant, "attack": attack} for r in found]
+    return rows
+
+
 def build_summary(
     scores: Mapping[tuple[str, str], pd.DataFrame],
     known: Mapping[str, pd.DataFrame] | None = None,
@@ -404,6 +461,7 @@ def build_summary(
     *,
     seed: int = 0,
     seed_groups: Mapping[str, Sequence[str]] | None = None,
+    attacked: Mapping[tuple[str, str, str], pd.DataFrame] | None = None,
 ) -> pd.DataFrame:
     """The long summary table of every scored (model, variant) run (:data:`SUMMARY_DTYPES`): figures per split,
     subset and kind, model utility, each variant's changes against base with 95% intervals (a paired cluster
@@ -413,6 +471,8 @@ def build_summary(
 
     ``scores`` maps any list of (model, variant) runs to their score tables; ``known`` maps a model to its
     ``results/known/{model}.parquet`` table (subset ``known`` is then reported for every variant of that model).
+    ``attacked`` maps (model, variant, attack) to an attack's score table (rows of :func:`attack_rows`, column
+    ``attack``; every other row has an empty ``attack``).
     Raises InputError when a variant lacks questions its base model answered, or a seed group a run.
     """
     rows = []
@@ -428,4 +488,5 @@ def build_summary(
     extra = [row for (model, variant), c in changes.items() for row in change_rows(model, variant, c)]
     extra += pooled_rows(summary, changes, seed_groups or {})
     extra += degenerate_base_rows(summary)
+    extra += attack_rows(scores, attacked or {}, known_ids, seed=seed)
     return pd.concat([summary, typed_frame(extra, SUMMARY_DTYPES)], ignore_index=True)

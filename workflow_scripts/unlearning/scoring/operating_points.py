@@ -27,6 +27,7 @@ from collections.abc import Mapping
 import pandas as pd
 
 from ..core.parquet_io import TEXT_DTYPE, typed_frame
+from .evaluation import split_attacks
 
 SELECTION_SPLITS = ("forget_train", "retain_train", "general_train")
 DAMAGE_SPLITS = ("retain_train", "general_train")
@@ -85,6 +86,7 @@ def sweep_table(
     that are their own sweep (no grid) are left out. A sweep with no entry within the bound has no chosen entry.
     Without any sweep the table has no rows but keeps the dtypes of :data:`SWEEP_DTYPES`.
     """
+    summary = split_attacks(summary)[0]
     side = summary[summary["split"].isin(SELECTION_SPLITS)]
     if "subset" not in side.columns:
         side = side.assign(subset="all")

@@ -1,0 +1,136 @@
+"""The report's "Does it stay forgotten?" section: each variant's forgetting before and after each attack.
+
+Figures are the summary's changes against the base model on the held-out known facts (subset ``known``): the drop
+of ROUGE-L recall on the forget persons (forgetting) and on the neighbours and general persons (damage), each with
+its 95% paired person-bootstrap interval. *Recovered* is the share of the forgetting the attack undid,
+``(before - after) / before``; it is given only where the forgetting before the attack is above zero with 95%
+confidence (otherwise there is nothing to recover).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from .tables import finite
+
+FORGET, RETAIN, GENERAL = "forget_test", "retain_test", "general_test"
+DROP = "rougeL_recall_drop"
+#: share of the forgetting an attack must undo for the report to say it undoes the forgetting
+UNDOES = 0.5
+
+
+@dataclass(frozen=True)
+class Drop:
+    value: float
+    low: float = math.nan
+    high: float = math.nan
+
+    def text(self) -> str:
+        if not finite(self.value):
+            return "—"
+        bounds = f" [{self.low:+.3f}, {self.high:+.3f}]" if finite(self.low) and finite(self.high) else ""
+        return f"{self.value:+.3f}{bounds}"
+
+    @property
+    def significant(self) -> bool:
+        return finite(self.low) and self.low > 0
+
+
+def _drop(rows: pd.DataFrame, model: str, variant: str, split: str, attack: str) -> Drop:
+    hit = rows[
+        (rows["model"] == model)
+        & (rows["variant"] == variant)
+        & (rows["split"] == split)
+        & (rows["metric"] == DROP)
+        & (rows["subset"] == "known")
+        & (rows["kind"] == "all")
+        & (rows["attack"] == attack)
+    ]
+    if hit.empty:
+        return Drop(math.nan)
+    row = hit.iloc[0]
+    return Drop(float(row["value"]), float(row["ci_low"]), float(row["ci_high"]))
+
+
+def recovered(before: Drop, after: Drop) -> float:
+    """``(before - after) / before`` where ``before`` is above zero with 95% confidence, else NaN."""
+    if not before.significant or not finite(after.value):
+        return math.nan
+    return (before.value - after.value) / before.value
+
+
+def attack_rows(summary: pd.DataFrame, attacks: pd.DataFrame, model: str) -> list[dict[str, Any]]:
+    """One row per (variant, attack) of ``model``: forgetting and damage before (``summary``, the variants as
+    trained; attack "") and after (``attacks``), and the share recovered."""
+    plain = summary.assign(attack="")
+    both = pd.concat([plain, attacks], ignore_index=True)
+    out = []
+    runs = attacks[attacks["model"] == model][["variant", "attack"]].drop_duplicates()
+    for variant, attack in runs.itertuples(index=False):
+        before = {s: _drop(both, model, variant, s, "") for s in (FORGET, RETAIN, GENERAL)}
+        if variant == "base":  # base has no change before an attack
+            before = {s: Drop(0.0) for s in before}
+        after = {s: _drop(both, model, variant, s, attack) for s in (FORGET, RETAIN, GENERAL)}
+        out.append(
+            {"variant": variant, "attack": attack, "before": before, "after": after,
+             "recovered": recovered(before[FORGET], after[FORGET])}
+        )  # fmt: skip
+    return out
+
+
+def verdicts(rows: Sequence[dict[str, Any]], model: str) -> list[str]:
+    """Plain sentences for the attacks that undo at least :data:`UNDOES` of a variant's forgetting."""
+    out = []
+    for r in rows:
+        if finite(r["recovered"]) and r["recovered"] >= UNDOES:
+            out.append(
+                f"{model}/{r['variant']}: the {r['attack']} attack undoes {r['recovered']:.0%} of its forgetting "
+                f"(forget facts' ROUGE-L recall drop {r['before'][FORGET].text()} before, "
+                f"{r['after'][FORGET].text()} after)"
+            )
+    return out
+
+
+def attacks_table_rows(rows: Sequence[dict[str, Any]]) -> list[list[str]]:
+    """The section's table rows (headers: :data:`HEADERS`)."""
+    return [
+        [
+            r["variant"],
+            r["attack"],
+            r["before"][FORGET].text(),
+            r["after"][FORGET].text(),
+            f"{r['recovered']:.0%}" if finite(r["recovered"]) else "—",
+            r["before"][RETAIN].text(),
+            r["after"][RETAIN].text(),
+            r["before"][GENERAL].text(),
+            r["after"][GENERAL].text(),
+        ]
+        for r in rows
+    ]
+
+
+HEADERS = (
+    "variant",
+    "attack",
+    "forget drop before",
+    "forget drop after",
+    "recovered",
+    "neighbour drop before",
+    "neighbour drop after",
+    "general drop before",
+    "general drop after",
+)
+TEXT = (
+    "Each attack ran on the variant and asked the held-out facts the base model knew (never trained on, by the "
+    "unlearning or by a relearning attack). Figures are drops of ROUGE-L recall against the base model on the same "
+    "facts, with 95% person-bootstrap intervals; a forget drop near zero after an attack means the attack brought "
+    "the facts back. Recovered = the share of the forgetting undone, where there was forgetting (its interval "
+    "above zero). quantization: the variant exported to GGUF and read back; relearning: a short LoRA fine-tune on "
+    "the training facts named in its settings (forget_train; the control trains on general_train); in_context: "
+    "the person's training facts in the prompt (docs/attacks.md)."
+)
