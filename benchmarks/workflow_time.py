@@ -234,7 +234,7 @@ def with_peak_share(
 # ------------------------------------------------------------------------------------- cost curves
 
 ROMAN = ("", " II", " III", " IV", " V", " VI", " VII", " VIII")
-HEAVY_STAGES = ("perturb", "unlearn", "generate", "score")
+HEAVY_STAGES = ("perturb", "unlearn", "generate", "score", "export", "attack")
 
 
 def replicate_persons(table: pd.DataFrame, factor: int, persons: list[str], question: str = "question") -> pd.DataFrame:
@@ -306,14 +306,17 @@ def stage_costs(costs: list[dict]) -> dict[str, dict[str, float]]:
 def work_counts(results: Path) -> dict[str, int]:
     """The units each heavy stage's work is proportional to, read from the run's own artifacts: questions the
     perturber answers (forget), training examples of every entry (pairs or forget_train rows, times epochs),
-    evaluation questions (generate, score: every variant answers and is scored on all of them)."""
+    evaluation questions (generate, score: every variant answers and is scored on all of them), variants exported,
+    and questions attacked (every attack run's held-out known facts)."""
     qa = pd.read_parquet(results / "data" / "qa.parquet")
     pairs = results / "perturb" / "dpo_pairs.parquet"
     n_pairs = len(pd.read_parquet(pairs)) if pairs.exists() else 0
     n_tqa = len(pd.read_parquet(results / "data" / "truthfulqa.parquet"))
     forget = int(qa["split"].str.startswith("forget").sum())
+    attacked = sum(len(pd.read_parquet(p, columns=["id"])) for p in (results / "attack").glob("*/*/*.parquet"))
     return {"perturb": forget, "unlearn": n_pairs + int((qa["split"] == "forget_train").sum()),
-            "generate": len(qa) + n_tqa, "score": len(qa) + n_tqa}  # fmt: skip
+            "generate": len(qa) + n_tqa, "score": len(qa) + n_tqa,
+            "export": len(list((results / "export").glob("*/*/export.json"))), "attack": attacked}  # fmt: skip
 
 
 def curve_rows(points: dict[int, dict]) -> list[dict]:

@@ -8,7 +8,7 @@ import pandas as pd
 
 from unlearning.core.parquet_io import write_parquet
 from unlearning.data.known_facts import known_facts
-from unlearning.scoring.evaluation import build_summary
+from unlearning.scoring.evaluation import ATTACK_SPLITS, build_summary
 
 EVIL = "<script>alert('x')</script>"
 METHODS = ("dpo", "npo")
@@ -85,7 +85,11 @@ def summary_frame(frames: dict[str, dict[str, pd.DataFrame]]) -> pd.DataFrame:
     """The workflow's own summary of the frames (intervals included); ``known`` = base recall >= 0.5."""
     runs = {(model, variant): df for model, variants in frames.items() for variant, df in variants.items()}
     known = {model: known_facts(variants["base"], {"known_threshold": 0.5}) for model, variants in frames.items()}
-    return build_summary(runs, known, seed=0)
+    attacked = {}
+    if "smollm2" in frames and "dpo" in frames["smollm2"]:  # an export that undid dpo's forgetting entirely
+        base, ids = frames["smollm2"]["base"], set(known["smollm2"].loc[known["smollm2"]["known"], "id"])
+        attacked[("smollm2", "dpo", "quantization")] = base[base["split"].isin(ATTACK_SPLITS) & base["id"].isin(ids)]
+    return build_summary(runs, known, seed=0, attacked=attacked)
 
 
 def training_log(method: str, steps: int = 6) -> pd.DataFrame:

@@ -91,7 +91,9 @@ def test_unlearned_export_reads_back_with_the_merged_models_logits(
     )
     assert json.loads((tmp_path / "export.json").read_text()) == stats
     q4, q8 = stats["model.gguf"], stats["model-Q8_0.gguf"]
-    assert q4["requantized"] > 0 and q4["changed_weights"] > 0 and 0 <= q4["snapped_share"] < 1
+    assert q4["requantized"] > 0 and 0 < q4["snapped_weights"] < q4["changed_weights"]
+    # Q8_0's steps are 16x finer than Q4_1's: it keeps more of the change, and most of it
+    assert q4["kept_share"] < q8["kept_share"] and q8["kept_share"] > 0.5
     assert q4["tensor_types"] == {"Q4_1": 16, "F32": 5}  # the source's types, tensor by tensor
     assert q8["tensor_types"] == {"Q8_0": 16, "F32": 5}
     merged = _logits(tmp_path / "merged")

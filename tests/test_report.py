@@ -38,6 +38,7 @@ def test_plot_names_are_deterministic_and_need_no_matplotlib():
         "training_b_c.png",
         "tradeoff.png",
         "sweeps.png",
+        "attacks.png",
     ]
     assert plot_files("plots", ["a"])[0] == Path("plots/splits_a.png")
     code = "import sys, unlearning.report; unlearning.report.plot_names(['m']); print('matplotlib' in sys.modules)"
@@ -280,3 +281,16 @@ def test_the_overview_says_when_every_method_damages_more_than_it_forgets(tmp_pa
     kwargs = build_inputs(tmp_path / "damaging")
     render_report(**kwargs)
     assert "**No method here forgets more than it damages" in kwargs["out_md"].read_text()
+
+
+def test_attacks_section_says_when_an_attack_undoes_the_forgetting(rendered):
+    _, text, md = rendered
+    assert "## Does it stay forgotten?" in md and '<h2 id="attacks">' in text
+    assert re.search(r"\*\*smollm2/dpo: the quantization attack undoes 100% of its forgetting", md)
+    row = next(line for line in md.splitlines() if line.startswith("| dpo | quantization |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[3].startswith("+0.000") and cells[4] == "100%", cells
+    # the attacked run's rows never reach the tables of the variants as trained
+    summary = load_summary(rendered[0]["summary"])
+    assert "attack" not in summary.columns and not summary.duplicated(["model", "variant", "split", "subset",
+                                                                        "kind", "metric"]).any()  # fmt: skip

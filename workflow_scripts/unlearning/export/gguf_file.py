@@ -16,6 +16,7 @@ written twice. Metadata (architecture, hyperparameters, tokenizer, chat template
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,18 +34,18 @@ FLOAT_TYPES = ("F32", "F16", "BF16")
 
 @dataclass(frozen=True)
 class ExportStats:
-    """What one export did: tensors copied unchanged, tensors re-quantized, and of the weights the variant changed,
-    how many the re-quantization put back exactly on the source value (``snapped``)."""
+    """What one export did: tensors copied unchanged and re-quantized; of the weights the variant changed, how many
+    the re-quantization put back exactly on the source value (``snapped_weights``); and ``kept_share``, how much
+    of the change itself the export kept: the projection of the exported change on the variant's change,
+    ``<Q(W + d) - W, d> / <d, d>`` over every changed tensor (1: kept exactly; 0: gone, though re-quantizing a
+    block can still move its other weights a little; NaN without a change)."""
 
     copied: int
     requantized: int
     changed_weights: int
     snapped_weights: int
+    kept_share: float
     tensor_types: dict[str, int]
-
-    @property
-    def snapped_share(self) -> float:
-        return self.snapped_weights / self.changed_weights if self.changed_weights else float("nan")
 
 
 def check_writable(gguf_type: str | None, where: str) -> None:
@@ -152,6 +153,7 @@ def write_gguf(
     writer = gguf.GGUFWriter(out_file, arch)
     _copy_metadata(reader, writer)
     copied = requantized = n_changed = n_snapped = 0
+    kept = intended = 0.0
     types: dict[str, int] = {}
     for tensor in reader.tensors:
         source_type = tensor.tensor_type
@@ -167,13 +169,16 @@ def write_gguf(
             value = original
             if hf_name in changed:
                 delta = (merged[hf_name].float() - base[hf_name].float()).numpy().reshape(original.shape)
-                value = original + _to_gguf_layout(processor, tensor.name, delta)
+                delta = _to_gguf_layout(processor, tensor.name, delta)
+                value = original + delta
             data = gguf.quants.quantize(value, target)
             if hf_name in changed:
                 back = gguf.quants.dequantize(data, target)
                 moved = value != original
                 n_changed += int(moved.sum())
                 n_snapped += int((moved & (back == original)).sum())
+                kept += float(np.sum((back - original).astype(np.float64) * delta))
+                intended += float(np.sum(delta.astype(np.float64) ** 2))
             writer.add_tensor(tensor.name, data, raw_shape=data.shape, raw_dtype=target)
             requantized += 1
         types[target.name] = types.get(target.name, 0) + 1
@@ -181,7 +186,7 @@ def write_gguf(
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file(progress=False)
     writer.close()
-    return ExportStats(copied, requantized, n_changed, n_snapped, types)
+    return ExportStats(copied, requantized, n_changed, n_snapped, kept / intended if intended else math.nan, types)
 
 
 def load_gguf_weights(model: torch.nn.Module, file: Path) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -67,14 +68,13 @@ def export_variant(
             result = write_gguf(
                 source, base.state_dict(), merged.state_dict(), base.config, out_dir / name, gguf_type=gguf_type
             )
-            stats[name] = {
-                **asdict(result),
-                "snapped_share": result.snapped_share if result.changed_weights else None,
-                "bytes": (out_dir / name).stat().st_size,
-            }
+            kept = result.kept_share if math.isfinite(result.kept_share) else None  # JSON has no NaN
+            stats[name] = {**asdict(result), "kept_share": kept, "bytes": (out_dir / name).stat().st_size}
             log.info(
-                "%s: %d tensors copied, %d re-quantized; %d of %d changed weights snapped back onto the source",
+                "%s: %d tensors copied, %d re-quantized; %d of %d changed weights snapped back onto the source; "
+                "the export keeps %.1f%% of the change",
                 name, result.copied, result.requantized, result.snapped_weights, result.changed_weights,
+                100 * result.kept_share,
             )  # fmt: skip
     (out_dir / "export.json").write_text(json.dumps(stats, indent=2, sort_keys=True))
     apply_umask(out_dir)

@@ -33,12 +33,18 @@ class Drop:
     def text(self) -> str:
         if not finite(self.value):
             return "—"
-        bounds = f" [{self.low:+.3f}, {self.high:+.3f}]" if finite(self.low) and finite(self.high) else ""
-        return f"{self.value:+.3f}{bounds}"
+        bounds = f" [{_signed(self.low)}, {_signed(self.high)}]" if finite(self.low) and finite(self.high) else ""
+        return f"{_signed(self.value)}{bounds}"
 
     @property
     def significant(self) -> bool:
         return finite(self.low) and self.low > 0
+
+
+def _signed(x: float) -> str:
+    """``x`` with its sign and 3 decimals; one that rounds to zero is ``+0.000``, never ``-0.000``."""
+    text = f"{x:+.3f}"
+    return "+0.000" if text == "-0.000" else text
 
 
 def _drop(rows: pd.DataFrame, model: str, variant: str, split: str, attack: str) -> Drop:
@@ -131,6 +137,12 @@ TEXT = (
     "facts, with 95% person-bootstrap intervals; a forget drop near zero after an attack means the attack brought "
     "the facts back. Recovered = the share of the forgetting undone, where there was forgetting (its interval "
     "above zero). quantization: the variant exported to GGUF and read back; relearning: a short LoRA fine-tune on "
-    "the training facts named in its settings (forget_train; the control trains on general_train); in_context: "
+    "the training facts named in its settings (the forget persons'; the control trains on the general persons'); "
+    "in_context: "
     "the person's training facts in the prompt (docs/attacks.md)."
+)
+NO_ATTACKS = (
+    "No attack ran in this run: `attacks:` in the config runs them (the default runs the quantization attack; "
+    "configs/attacks.yaml runs every attack). Without one, nothing here says whether the forgetting survives a "
+    "GGUF export, a little fine-tuning or a reminder in the prompt."
 )

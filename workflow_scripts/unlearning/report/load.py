@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.parquet as pq
 
 from ..core.errors import InputError
 from ..core.parquet_io import read_parquet
@@ -28,7 +29,10 @@ def load_summary(path: Path) -> pd.DataFrame:
     """The long table ``model, variant, split, subset, kind, metric, value`` and, where the summary has them, the
     intervals ``ci_low, ci_high, ci_note``; a summary without ``subset`` is all ``all``, one without ``kind`` (before
     probe kinds) is all ``all`` kinds."""
-    df = split_attacks(read_parquet(path))[0]
+    df = read_parquet(path, columns=[c for c in SUMMARY_COLUMNS if c not in ("subset", "kind")])
+    if "attack" in pq.read_schema(path).names:  # the attacked runs' rows share the variants' keys: set them apart
+        attack = read_parquet(path, columns=["attack"])["attack"].to_numpy()
+        df = split_attacks(df.assign(attack=attack))[0].drop(columns="attack")
     for col in ("subset", "kind"):
         if col not in df.columns:
             df[col] = "all"

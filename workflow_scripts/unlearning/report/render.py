@@ -475,9 +475,8 @@ def build_context(
             ],
             "verdicts": [v for m, rows in attack_runs.items() for v in report_attacks.verdicts(rows, m)],
             "img": _image(attacks_png, "forgetting before and after each attack", out_md),
-        }
-        if attack_runs
-        else None,
+            "none": "" if attack_runs else report_attacks.NO_ATTACKS,
+        },
         "provenance": provenance_sections(prov),
         "config_text": prov.config_text,
         "fence": "~~~~" if "```" in prov.config_text else "```",
