@@ -193,6 +193,14 @@ def test_summary_sets_attacked_runs_apart_with_their_intervals() -> None:
     assert before["value"].item() == 1.0 and after["value"].item() == 0.0
     assert after["ci_low"].notna().all(), "six persons: the attacked change has a bootstrap interval"
     assert "forget_train" not in set(attacks["split"]), "attacks report the held-out facts only"
+    # an attack that also runs on base (a fine-tune changes how any model answers): the variant's change after it
+    # is against the equally attacked base; base's own rows say what the attack does to the base model
+    halved = _scores(ids[:12], splits[:12], who[:12], [0.5] * 12)
+    relearnt = {("m", "npo", "relearning"): halved, ("m", "base", "relearning"): halved}
+    both = build_summary({("m", "base"): base, ("m", "npo"): npo}, known, seed=0, attacked=relearnt)
+    rows = split_attacks(both)[1]
+    drop = rows[(rows["split"] == "forget_test") & (rows["metric"] == "rougeL_recall_drop") & (rows["kind"] == "all")]
+    assert drop.set_index("variant")["value"].to_dict() == {"base": 0.5, "npo": 0.0}
     with pytest.raises(InputError, match=r"m/npo after attack quantization: .* 1 missing \(first: \['r5'\]\)"):
         build_summary({("m", "base"): base, ("m", "npo"): npo}, known, seed=0,
                       attacked={("m", "npo", "quantization"): attacked.iloc[:11]})  # fmt: skip

@@ -1,10 +1,13 @@
 """The report's "Does it stay forgotten?" section: each variant's forgetting before and after each attack.
 
-Figures are the summary's changes against the base model on the held-out known facts (subset ``known``): the drop
-of ROUGE-L recall on the forget persons (forgetting) and on the neighbours and general persons (damage), each with
-its 95% paired person-bootstrap interval. *Recovered* is the share of the forgetting the attack undid,
-``(before - after) / before``; it is given only where the forgetting before the attack is above zero with 95%
-confidence (otherwise there is nothing to recover).
+Figures are the summary's changes on the held-out known facts (subset ``known``), each with its 95% paired
+person-bootstrap interval: the drop of ROUGE-L recall on the forget persons (forgetting) and on the neighbours and
+general persons (damage), and the drop of the truth's probability on the forget persons. Before an attack they are
+against the base model; after it, against the base model under the same attack where it ran (relearning,
+in-context), else against the base model (quantization: the base exported unchanged is the source file).
+*Recovered* is the share of the forgetting the attack undid, ``(before - after) / before`` on ROUGE-L recall; it is
+given only where the forgetting before the attack is above zero with 95% confidence (otherwise there is nothing to
+recover).
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from .tables import finite
 
 FORGET, RETAIN, GENERAL = "forget_test", "retain_test", "general_test"
 DROP = "rougeL_recall_drop"
+#: the truth's probability: the summary stores its change (variant - base); the table shows it as a drop
+PROB = "answer_prob_change"
 #: share of the forgetting an attack must undo for the report to say it undoes the forgetting
 UNDOES = 0.5
 
@@ -47,12 +52,12 @@ def _signed(x: float) -> str:
     return "+0.000" if text == "-0.000" else text
 
 
-def _drop(rows: pd.DataFrame, model: str, variant: str, split: str, attack: str) -> Drop:
+def _drop(rows: pd.DataFrame, model: str, variant: str, split: str, attack: str, metric: str = DROP) -> Drop:
     hit = rows[
         (rows["model"] == model)
         & (rows["variant"] == variant)
         & (rows["split"] == split)
-        & (rows["metric"] == DROP)
+        & (rows["metric"] == metric)
         & (rows["subset"] == "known")
         & (rows["kind"] == "all")
         & (rows["attack"] == attack)
@@ -60,7 +65,8 @@ def _drop(rows: pd.DataFrame, model: str, variant: str, split: str, attack: str)
     if hit.empty:
         return Drop(math.nan)
     row = hit.iloc[0]
-    return Drop(float(row["value"]), float(row["ci_low"]), float(row["ci_high"]))
+    drop = Drop(float(row["value"]), float(row["ci_low"]), float(row["ci_high"]))
+    return drop if metric == DROP else Drop(-drop.value, -drop.high, -drop.low)  # a change turned into a drop
 
 
 def recovered(before: Drop, after: Drop) -> float:
@@ -79,9 +85,11 @@ def attack_rows(summary: pd.DataFrame, attacks: pd.DataFrame, model: str) -> lis
     runs = attacks[attacks["model"] == model][["variant", "attack"]].drop_duplicates()
     for variant, attack in runs.itertuples(index=False):
         before = {s: _drop(both, model, variant, s, "") for s in (FORGET, RETAIN, GENERAL)}
+        before[PROB] = _drop(both, model, variant, FORGET, "", PROB)
         if variant == "base":  # base has no change before an attack
             before = {s: Drop(0.0) for s in before}
         after = {s: _drop(both, model, variant, s, attack) for s in (FORGET, RETAIN, GENERAL)}
+        after[PROB] = _drop(both, model, variant, FORGET, attack, PROB)
         out.append(
             {"variant": variant, "attack": attack, "before": before, "after": after,
              "recovered": recovered(before[FORGET], after[FORGET])}
@@ -111,6 +119,8 @@ def attacks_table_rows(rows: Sequence[dict[str, Any]]) -> list[list[str]]:
             r["before"][FORGET].text(),
             r["after"][FORGET].text(),
             f"{r['recovered']:.0%}" if finite(r["recovered"]) else "—",
+            r["before"][PROB].text(),
+            r["after"][PROB].text(),
             r["before"][RETAIN].text(),
             r["after"][RETAIN].text(),
             r["before"][GENERAL].text(),
@@ -126,6 +136,8 @@ HEADERS = (
     "forget drop before",
     "forget drop after",
     "recovered",
+    "forget truth-prob drop before",
+    "forget truth-prob drop after",
     "neighbour drop before",
     "neighbour drop after",
     "general drop before",
@@ -133,13 +145,16 @@ HEADERS = (
 )
 TEXT = (
     "Each attack ran on the variant and asked the held-out facts the base model knew (never trained on, by the "
-    "unlearning or by a relearning attack). Figures are drops of ROUGE-L recall against the base model on the same "
-    "facts, with 95% person-bootstrap intervals; a forget drop near zero after an attack means the attack brought "
-    "the facts back. Recovered = the share of the forgetting undone, where there was forgetting (its interval "
-    "above zero). quantization: the variant exported to GGUF and read back; relearning: a short LoRA fine-tune on "
-    "the training facts named in its settings (the forget persons'; the control trains on the general persons'); "
-    "in_context: "
-    "the person's training facts in the prompt (docs/attacks.md)."
+    "unlearning or by a relearning attack). Figures are drops of ROUGE-L recall (forget, neighbour and general "
+    "persons) and of the truth's probability (forget persons) on the same facts, with 95% person-bootstrap "
+    "intervals: before an attack against the base model, after it against the base model under the same attack "
+    "(base's own rows: what the attack does to the base model; a fine-tune or a long prompt changes how any model "
+    "answers, so only the gap to the equally attacked base is forgetting that held). A forget drop near zero after "
+    "an attack means the attack brought the facts back. Recovered = the share of the forgetting undone, where "
+    "there was forgetting (its interval above zero). quantization: the variant exported to GGUF and read back; "
+    "relearning: a short LoRA fine-tune on the training facts named in its settings (the forget persons'; the "
+    "control trains on the general persons'); in_context: the person's training facts in the prompt "
+    "(docs/attacks.md)."
 )
 NO_ATTACKS = (
     "No attack ran in this run: `attacks:` in the config runs them (the default runs the quantization attack; "

@@ -421,8 +421,12 @@ def attack_rows(
     seed: int,
 ) -> list[dict]:
     """Summary rows of every attacked run (``(model, variant, attack)`` -> its score table on the held-out known
-    facts, :data:`ATTACK_SPLITS`): its figures (subset ``known``) and its changes against the base model's figures
-    on the same facts, with the same paired person bootstrap, under the variant's name and column ``attack``.
+    facts, :data:`ATTACK_SPLITS`): its figures (subset ``known``) and its changes, with the same paired person
+    bootstrap, under the variant's name and column ``attack``.
+
+    An unlearned variant's changes are against the base model *under the same attack* where that run exists (a
+    relearning fine-tune or a prompt full of facts changes how any model answers; only the gap to the equally
+    attacked base is forgetting that held); otherwise, and for the attacked base itself, against the base model.
 
     Raises InputError when an attacked table does not hold exactly the base model's known held-out facts.
     """
@@ -440,7 +444,10 @@ def attack_rows(
                 f"{where}: the attack's scores must hold the base model's {len(expected)} known held-out facts; "
                 f"{len(lacking)} missing (first: {lacking[:1]}), {len(extra)} others (first: {extra[:1]})"
             )
-        runs = {(model, "base"): base[held_out], (model, ATTACKED): table}
+        reference = attacked.get((model, "base", attack)) if variant != "base" else None
+        if reference is not None and set(reference["id"].astype(str)) != expected:
+            raise InputError(f"{where}: the base model's run of the same attack holds other facts than this one")
+        runs = {(model, "base"): base[held_out] if reference is None else reference, (model, ATTACKED): table}
         local = [r for run, t in runs.items() for r in summarize_variant(t, model, run[1], expected)]
         changes = variant_changes(typed_frame(local, SUMMARY_DTYPES), runs, {model: expected}, seed=seed)
         asked = [r for r in local if r["subset"] == "known" and r["split"] in ATTACK_SPLITS]
