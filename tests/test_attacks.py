@@ -92,8 +92,9 @@ def test_unlearned_export_reads_back_with_the_merged_models_logits(
     assert json.loads((tmp_path / "export.json").read_text()) == stats
     q4, q8 = stats["model.gguf"], stats["model-Q8_0.gguf"]
     assert q4["requantized"] > 0 and 0 < q4["snapped_weights"] < q4["changed_weights"]
-    # Q8_0's steps are 16x finer than Q4_1's: it keeps more of the change, and most of it
-    assert q4["kept_share"] < q8["kept_share"] and q8["kept_share"] > 0.5
+    # Q8_0's steps are 16x finer than Q4_1's: it keeps the change (this tiny run's change is large enough for
+    # Q4_1 to keep it too; SmolLM2's shipped NPO change keeps 6%, docs/attacks.md)
+    assert 0.95 < q8["kept_share"] < 1.05 and math.isfinite(q4["kept_share"])
     assert q4["tensor_types"] == {"Q4_1": 16, "F32": 5}  # the source's types, tensor by tensor
     assert q8["tensor_types"] == {"Q8_0": 16, "F32": 5}
     merged = _logits(tmp_path / "merged")
@@ -136,6 +137,8 @@ def test_attack_entries_resolve_kinds_and_reject_bad_ones() -> None:
         attack_entries(_config(x={"attack": "jailbreak"}))
     with pytest.raises(InputError, match=r"attacks\.relearning: unknown key\(s\) steps for attack 'relearning'"):
         attack_entries(_config(relearning={"steps": 3}))
+    with pytest.raises(InputError, match=r"did you mean 'epochs' for 'epoch'\?"):
+        attack_entries(_config(relearning={"epoch": 3}))
     with pytest.raises(InputError, match=r"attacks\.relearning\.data: 'forget_test' is not a training split"):
         attack_entries(_config(relearning={"data": "forget_test"}))
     not_gguf = {"models": {"hub": {"path": "org/model"}}, "attacks": {"quantization": {}}}

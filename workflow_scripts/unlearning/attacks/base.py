@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import pandas as pd
 
-from ..core.errors import InputError
+from ..core.errors import InputError, did_you_mean
 from ..inference.prompting import PromptStyle
 from ..models.checkpoints import Manifest
 
@@ -56,6 +56,7 @@ class Attack(ABC):
             allowed = ", ".join(sorted(cls.defaults)) or "none"
             raise InputError(
                 f"{where}: unknown key(s) {', '.join(unknown)} for attack {cls.kind!r}; allowed: {allowed}"
+                + did_you_mean(unknown, cls.defaults)
             )
         return {**cls.defaults, **spec}
 

@@ -213,7 +213,7 @@ def load_gguf_weights(model: torch.nn.Module, file: Path) -> int:
                 raise InputError(f"{file.name}: tensor {tensor.name} has no weight in the model it should load into")
             weights = gguf.quants.dequantize(tensor.data, tensor.tensor_type)
             weights = processor.process(weights=weights, name=tensor.name).weights
-            params[hf_name].copy_(torch.from_numpy(np.ascontiguousarray(weights)).reshape(params[hf_name].shape))
+            params[hf_name].copy_(torch.from_numpy(np.array(weights, dtype=np.float32)).reshape(params[hf_name].shape))
             loaded.add(hf_name)
     tied = {"lm_head.weight"} if getattr(model.config, "tie_word_embeddings", False) else set()
     lacking = sorted(set(params) - loaded - tied)

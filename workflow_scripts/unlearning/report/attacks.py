@@ -143,19 +143,42 @@ HEADERS = (
     "general drop before",
     "general drop after",
 )
-TEXT = (
+INTRO = (
     "Each attack ran on the variant and asked the held-out facts the base model knew (never trained on, by the "
     "unlearning or by a relearning attack). Figures are drops of ROUGE-L recall (forget, neighbour and general "
     "persons) and of the truth's probability (forget persons) on the same facts, with 95% person-bootstrap "
-    "intervals: before an attack against the base model, after it against the base model under the same attack "
-    "(base's own rows: what the attack does to the base model; a fine-tune or a long prompt changes how any model "
-    "answers, so only the gap to the equally attacked base is forgetting that held). A forget drop near zero after "
-    "an attack means the attack brought the facts back. Recovered = the share of the forgetting undone, where "
-    "there was forgetting (its interval above zero). quantization: the variant exported to GGUF and read back; "
-    "relearning: a short LoRA fine-tune on the training facts named in its settings (the forget persons'; the "
-    "control trains on the general persons'); in_context: the person's training facts in the prompt "
-    "(docs/attacks.md)."
+    "intervals; a negative drop is a rise (DPO-style training can raise the truth's probability while the answers "
+    "lose the fact). A forget drop near zero after an attack means the attack brought the facts back. Recovered = "
+    "the share of the forgetting undone, where there was forgetting (its interval above zero). Read each row with "
+    "the overview's judgement: where the forgetting was a format change (a collapsed model), an attack that repairs "
+    "the model also brings the facts back."
 )
+#: one sentence per attack kind, shown for the kinds that ran
+KIND_TEXT = {
+    "quantization": (
+        "quantization: the variant exported to GGUF (in the source file's types unless the attack names one) and "
+        "read back; after it, figures are against the base model, which the export leaves as it was. A LoRA change "
+        "smaller than half a quantization step rounds away (results/export/.../export.json, kept_share)."
+    ),
+    "relearning": (
+        "relearning: a short LoRA fine-tune on the training facts named in its settings; after it, figures are "
+        "against the base model under the same fine-tune (its own rows show what the fine-tune does to the base "
+        "model: it changes how any model answers), and a control on unrelated persons tells relearning from "
+        "recovery."
+    ),
+    "in_context": (
+        "in_context: the person's training facts in the prompt; after it, figures are against the base model with "
+        "the same prompt."
+    ),
+}
+
+
+def section_text(kinds: Sequence[str]) -> str:
+    """:data:`INTRO` and the sentence of every attack kind in ``kinds`` (docs/attacks.md has them all)."""
+    parts = [INTRO, *(KIND_TEXT[k] for k in dict.fromkeys(kinds) if k in KIND_TEXT), "(docs/attacks.md)"]
+    return " ".join(parts)
+
+
 NO_ATTACKS = (
     "No attack ran in this run: `attacks:` in the config runs them (the default runs the quantization attack; "
     "configs/attacks.yaml runs every attack). Without one, nothing here says whether the forgetting survives a "

@@ -468,7 +468,9 @@ def build_context(
         if len(points)
         else None,
         "attacks": {
-            "text": report_attacks.TEXT,
+            "text": report_attacks.section_text(
+                [(spec or {}).get("attack", name) for name, spec in (config.get("attacks") or {}).items()]
+            ),
             "tables": [
                 {"model": m, "table": table(report_attacks.HEADERS, report_attacks.attacks_table_rows(rows), "num")}
                 for m, rows in attack_runs.items()
