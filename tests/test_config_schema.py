@@ -31,12 +31,13 @@ def test_the_embedded_default_and_every_shipped_config_are_valid() -> None:
 @pytest.mark.parametrize(
     ("change", "expected"),
     [
-        (lambda c: c.update(scroe={}), "config: top level: unknown key 'scroe' (allowed: data, generate, models, "
-         "pairs, perturb, prompt, score, seed, seeds, select, train, unlearn); did you mean 'score' for 'scroe'?"),
+        (lambda c: c.update(scroe={}), "config: top level: unknown key 'scroe' (allowed: attacks, data, export, "
+         "generate, models, pairs, perturb, prompt, score, seed, seeds, select, train, unlearn); did you mean 'score' "
+         "for 'scroe'?"),
         # train: is an allOf of the shared training keys and its defaults (unevaluatedProperties)
         (lambda c: c["train"].update(learning_rte=1e-4), "did you mean 'learning_rate' for 'learning_rte'?"),
         (lambda c: c["train"]["lora"].update(rr=4), "config: train.lora: unknown key 'rr' (allowed: alpha, dropout, "
-         "init, layers, r, target_modules); did you mean 'r' for 'rr'?"),
+         "init, layers, quantization_aware, r, target_modules); did you mean 'r' for 'rr'?"),
         (lambda c: c["models"][MODEL].update(train={"epoch": 2}),
          f"config: models.{MODEL}.train: unknown key 'epoch' (allowed: adapter, batch_size, epochs,"),
         (lambda c: c["models"][MODEL]["resources"].update(mem_mbb=1), "did you mean 'mem_mb' for 'mem_mbb'?"),

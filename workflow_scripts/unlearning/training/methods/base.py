@@ -117,6 +117,8 @@ class Method:
     sequences: ClassVar[tuple[str, ...]] = ("forget",)
     reference_sequences: ClassVar[tuple[str, ...]] = ()
     default_retain_weight: ClassVar[float | None] = None  # None: the config's train.retain_weight
+    #: False for a method that teaches rather than forgets (grad_descent, the relearning attack's training)
+    unlearns: ClassVar[bool] = True
 
     def __init__(self, settings: Any, *, retain_kind: str = "nll", seed: int = 0) -> None:
         self.settings = settings

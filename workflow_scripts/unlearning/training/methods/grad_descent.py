@@ -19,6 +19,7 @@ from .base import Method, answer_nll
 class GradDescent(Method):
     name = "grad_descent"
     default_retain_weight = 0.0
+    unlearns = False
 
     def forget_loss(self, model, batch):  # noqa: ANN001, ANN201
         return answer_nll(model, batch["forget"]), {}
