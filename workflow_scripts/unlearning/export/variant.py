@@ -57,12 +57,12 @@ def export_variant(
         model.save_pretrained(merged_dir, safe_serialization=True)
         tokenizer.save_pretrained(merged_dir)
         apply_umask(merged_dir)
+        merged = model
     else:
-        merge_adapter(model, tokenizer, merged_dir)
+        merged = merge_adapter(model, tokenizer, merged_dir)
     stats: dict[str, dict] = {}
     if gguf is not None:
         base = AutoModelForCausalLM.from_pretrained(manifest.path, dtype=torch.float32, use_safetensors=True)
-        merged = AutoModelForCausalLM.from_pretrained(merged_dir, dtype=torch.float32, use_safetensors=True)
         for gguf_type in dict.fromkeys(gguf_types):
             name = gguf_name(gguf_type)
             result = write_gguf(

@@ -531,10 +531,10 @@ def training_log(history: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     return table.astype({c: "float64" for c in columns if c != "step"}).astype({"step": "int64"})
 
 
-def merge_adapter(model: Any, tokenizer: PreTrainedTokenizerBase, out_dir: str | Path) -> None:  # noqa: ANN401
+def merge_adapter(model: Any, tokenizer: PreTrainedTokenizerBase, out_dir: str | Path) -> Any:  # noqa: ANN401
     """Fold a loaded LoRA adapter into the base weights (or take ``adapter: full``'s trained weights) and save a
     plain safetensors checkpoint whose logits equal the adapter model's (tied embeddings that the adapter changes
-    are untied first: :func:`untie_adapted_embeddings`)."""
+    are untied first: :func:`untie_adapted_embeddings`). Returns the merged model, as saved."""
     if isinstance(model, FullWeights):  # adapter: full: the trained weights are the merged model
         merged = model.policy
     else:
@@ -543,3 +543,4 @@ def merge_adapter(model: Any, tokenizer: PreTrainedTokenizerBase, out_dir: str |
     merged.save_pretrained(str(out_dir), safe_serialization=True)
     tokenizer.save_pretrained(str(out_dir))
     apply_umask(out_dir)
+    return merged
