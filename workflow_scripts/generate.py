@@ -14,16 +14,11 @@ with stage("generate", smk.log) as log:
     from unlearning.core.parquet_io import read_parquet, write_parquet
     from unlearning.inference.prompting import PromptStyle
     from unlearning.models.adapters import merged_for_inference
-    from unlearning.models.checkpoints import Manifest, load_model
-    from unlearning.models.devices import pick_device
+    from unlearning.models.checkpoints import load_imported
     from unlearning.scoring.evaluation import answer_questions, evaluation_questions
 
     cfg = smk.params.cfg
-    model, tokenizer = load_model(
-        Manifest.load(f"{smk.input.model}/model.json"),
-        adapter=smk.input.get("adapter"),
-        device=pick_device(requested_gpu=smk.resources.gpu > 0),
-    )
+    model, tokenizer = load_imported(smk.input.model, smk.input.get("adapter"), requested_gpu=smk.resources.gpu > 0)
     questions = evaluation_questions(read_parquet(smk.input.qa), read_parquet(smk.input.truthfulqa))
     with merged_for_inference(model):
         table = answer_questions(

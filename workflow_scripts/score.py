@@ -13,16 +13,11 @@ smk = snakemake  # noqa: F821 (injected by Snakemake)
 with stage("score", smk.log) as log:
     from unlearning.core.parquet_io import read_parquet, write_parquet
     from unlearning.inference.prompting import PromptStyle
-    from unlearning.models.checkpoints import Manifest, load_model
-    from unlearning.models.devices import pick_device
+    from unlearning.models.checkpoints import load_imported
     from unlearning.scoring.evaluation import score_answers
     from unlearning.scoring.field_scores import wrong_answers
 
-    model, tokenizer = load_model(
-        Manifest.load(f"{smk.input.model}/model.json"),
-        adapter=smk.input.get("adapter"),
-        device=pick_device(requested_gpu=smk.resources.gpu > 0),
-    )
+    model, tokenizer = load_imported(smk.input.model, smk.input.get("adapter"), requested_gpu=smk.resources.gpu > 0)
     scores = score_answers(
         model,
         tokenizer,

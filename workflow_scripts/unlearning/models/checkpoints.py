@@ -204,3 +204,13 @@ def load_model(
     model.to(device)
     model.eval()
     return model, load_tokenizer(manifest)
+
+
+def load_imported(
+    model_dir: str | os.PathLike, adapter: str | os.PathLike | None = None, *, requested_gpu: bool
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """:func:`load_model` of the model ``import_model`` wrote to ``model_dir`` (``results/models/{model}``), with a
+    variant's adapter when given, on the device a job asks for (``requested_gpu``: the job's ``gpu`` resource)."""
+    return load_model(
+        Manifest.load(Path(model_dir) / "model.json"), adapter=adapter, device=pick_device(requested_gpu=requested_gpu)
+    )
