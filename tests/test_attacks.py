@@ -250,7 +250,8 @@ def test_quantization_aware_training_runs_through_the_engine(imported: Manifest,
 @pytest.mark.slow
 def test_attacks_run_in_the_dag_and_reach_the_summary_and_report(tiny_model_dir: Path, tmp_path: Path) -> None:
     """A tiny model taught the sample's facts, stored as a Q8_0 GGUF (Q4_1 would blur a 64-wide model's facts),
-    unlearned with NPO and attacked in every way through Snakemake."""
+    unlearned with NPO and attacked by every kind through Snakemake (a relearning control is one more relearning
+    entry: its settings are checked without a run)."""
     from conftest import SMOLLM2_GGUF, build_tiny_gguf
 
     from unlearning.models.gguf import gguf_path
@@ -265,7 +266,6 @@ def test_attacks_run_in_the_dag_and_reach_the_summary_and_report(tiny_model_dir:
     config["attacks"] = {
         "quantization": {},
         "relearning": {"epochs": 1, "learning_rate": 1e-2},
-        "relearning_control": {"attack": "relearning", "data": "general_train", "epochs": 1},
         "in_context": {},
     }
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
@@ -275,17 +275,15 @@ def test_attacks_run_in_the_dag_and_reach_the_summary_and_report(tiny_model_dir:
     assert (results / "export" / "tiny" / "npo" / "merged" / "model.safetensors").is_file()
     attacked = sorted(p.relative_to(results / "attack").as_posix() for p in (results / "attack").rglob("*.parquet"))
     assert attacked == [
-        "tiny/base/in_context.parquet", "tiny/base/relearning.parquet", "tiny/base/relearning_control.parquet",
-        "tiny/npo/in_context.parquet", "tiny/npo/quantization.parquet", "tiny/npo/relearning.parquet",
-        "tiny/npo/relearning_control.parquet",
+        "tiny/base/in_context.parquet", "tiny/base/relearning.parquet", "tiny/npo/in_context.parquet",
+        "tiny/npo/quantization.parquet", "tiny/npo/relearning.parquet",
     ]  # fmt: skip
     known = read_parquet(results / "known" / "tiny.parquet")
     scores = read_parquet(results / "attack" / "tiny" / "npo" / "quantization.parquet")
     held_out = known["split"].isin(["forget_test", "retain_test", "general_test"]) & known["known"]
     assert held_out.sum() > 0 and set(scores["id"]) == set(known.loc[held_out, "id"])
     summary = read_parquet(results / "score" / "summary.parquet")
-    assert set(split_attacks(summary)[1]["attack"]) == {"quantization", "relearning", "relearning_control",
-                                                        "in_context"}  # fmt: skip
+    assert set(split_attacks(summary)[1]["attack"]) == {"quantization", "relearning", "in_context"}
     report = (results / "report" / "report.md").read_text()
     assert "## Does it stay forgotten?" in report and "| npo | quantization |" in report
 
