@@ -40,6 +40,7 @@ wildcard_constraints:
 include: "rules/data.smk"
 include: "rules/models.smk"
 include: "rules/perturb.smk"
+include: "rules/corpus.smk"
 include: "rules/unlearn.smk"
 include: "rules/generate.smk"
 include: "rules/score.smk"
@@ -53,6 +54,7 @@ include: "rules/repair.smk"
 localrules:
     all,
     prepare_data,
+    list_persons,
     import_model,
     build_pairs,
     build_own_pairs,

@@ -8,7 +8,6 @@ from unlearning.config.settings import (  # noqa: E402
     deep_merge,
     expand_unlearn,
     import_settings,
-    needs_pairs,
     pairs_file,
     perturb_settings,
     pooled_name,
@@ -26,7 +25,7 @@ def resolve_local_paths():
     specs = [config["data"]["persons"].get(r) for r in ("forget", "retain", "general")]
     specs.append(config["data"]["truthfulqa"])
     for spec in specs:
-        if spec and spec["source"] == "local" and not Path(spec["path"]).exists():
+        if spec and spec.get("source") == "local" and not Path(spec["path"]).exists():
             shipped = Path(workflow.basedir) / spec["path"]
             if shipped.exists():
                 spec["path"] = str(shipped)
@@ -98,7 +97,61 @@ def checked_unlearn_entries():
 UNLEARN = checked_unlearn_entries()
 preflight()
 VARIANTS = ["base", *UNLEARN]
-SUMMARY_RUNS = [(m, v) for m in MODELS for v in VARIANTS]  # every (model, variant) the summary reads
+
+
+def names_only_sets():
+    """The person sets given by names only: `names:`, or a local file with just the person column (a hub dataset's
+    columns are known only when the data stage loads it; there a names-only forget set fails the unlearn jobs that
+    train on its QA, naming it)."""
+    from unlearning.data.qa_table import names_only_columns
+    from unlearning.data.sources import local_header
+
+    persons = config["data"]["persons"]
+    found = []
+    for role in ("forget", "retain", "general"):
+        spec = persons.get(role)
+        if not spec:
+            continue
+        mapping = {**persons["columns"], **(spec.get("columns") or {})}
+        header = None if "names" in spec else local_header(spec)
+        if "names" in spec or (header is not None and names_only_columns(header, mapping)):
+            found.append(role)
+    return found
+
+
+def trains_on_corpus(model, entry):
+    """Whether an entry's unlearn job of `model` reads the corpus (forget_data or retain_data corpus or both)."""
+    settings = unlearn_settings(config, model, entry)
+    return bool({settings.get("forget_data", "qa"), settings.get("retain_data", "qa")} & {"corpus", "both"})
+
+
+def check_names_only_entries():
+    """An entry that would train on the QA pairs of a set given by names only is a config error before any job."""
+    for model in MODELS:
+        for entry in UNLEARN:
+            settings = unlearn_settings(config, model, entry)
+            if "forget" in NAMES_ONLY and settings.get("forget_data", "qa") != "corpus":
+                raise WorkflowError(
+                    f"config: unlearn.{entry}: data.persons.forget is given by names only, so there are no QA pairs "
+                    "to forget: set forget_data: corpus (in the entry or in train:)"
+                )
+            retained = {s.split("_")[0] for s in settings["retain_split"]} & set(NAMES_ONLY)
+            uses_retain = settings["retain_weight"] or (settings.get("lora") or {}).get("init") == "fila"
+            if uses_retain and retained and settings.get("retain_data", "qa") == "qa":
+                raise WorkflowError(
+                    f"config: unlearn.{entry}: retain_split names the {' and '.join(sorted(retained))} set, given by "
+                    "names only, so the retain term has no QA pairs there: set retain_data: corpus or both"
+                )
+
+
+NAMES_ONLY = names_only_sets()
+# QA figures need QA for the forget persons; a forget set given by names only is scored on the corpus alone
+HAS_QA = "forget" not in NAMES_ONLY
+# the models that write a corpus: all of them where a set is given by names only, else those an entry trains on it
+CORPUS_MODELS = [m for m in MODELS if NAMES_ONLY or any(trains_on_corpus(m, e) for e in UNLEARN)]
+SUMMARY_RUNS = [(m, v) for m in MODELS for v in VARIANTS] if HAS_QA else []  # the QA score tables the summary reads
+CORPUS_RUNS = [(m, v) for m in CORPUS_MODELS for v in VARIANTS]  # the corpus score tables it reads
+check_names_only_entries()
 
 
 def checked_attacks():
@@ -106,6 +159,11 @@ def checked_attacks():
     from unlearning.attacks import attack_entries, attack_runs
     from unlearning.core.errors import InputError
 
+    if config.get("attacks") and not HAS_QA:
+        raise WorkflowError(
+            "config: attacks: every attack is scored on the forget persons' held-out QA facts, and data.persons.forget "
+            "is given by names only; set attacks: {}"
+        )
     try:
         return attack_entries(config), attack_runs(config, MODELS, VARIANTS)
     except InputError as exc:
@@ -156,7 +214,7 @@ def local_data_files(wildcards):
     """Local data files of the run, so that editing one reruns prepare_data."""
     specs = [config["data"]["persons"].get(r) for r in ("forget", "retain", "general")]
     specs.append(config["data"]["truthfulqa"])
-    return [s["path"] for s in specs if s and s["source"] == "local"]
+    return [s["path"] for s in specs if s and s.get("source") == "local"]
 
 
 def premade_inputs(wildcards):
@@ -200,6 +258,8 @@ def training_benchmark(model, method):
 
 def report_scores():
     """model -> variant -> per-row scores, for the report."""
+    if not HAS_QA:  # a forget set given by names only: the corpus's figures are in the summary
+        return {}
     return {m: {v: f"results/score/{m}/{v}.parquet" for v in VARIANTS} for m in MODELS}
 
 
@@ -210,12 +270,15 @@ def report_logs():
 
 def report_benchmarks():
     """Snakemake benchmark files of the heavy jobs, for the report's run times."""
-    perturbed = any(needs_pairs(config, u) for u in UNLEARN)  # no DPO-family entry: the perturber never runs
+    # no entry that reads DPO pairs: the perturber never runs
+    perturbed = any(pairs_file(config, m, u) for m in MODELS for u in UNLEARN)
     return [
         *(["results/benchmarks/perturb.tsv"] if perturbed else []),
         *(training_benchmark(m, u) for m in MODELS for u in UNLEARN),
-        *expand("results/benchmarks/generate/{model}/{variant}.tsv", model=MODELS, variant=VARIANTS),
-        *expand("results/benchmarks/score/{model}/{variant}.tsv", model=MODELS, variant=VARIANTS),
+        *(expand("results/benchmarks/generate/{model}/{variant}.tsv", model=MODELS, variant=VARIANTS) if HAS_QA else []),
+        *(expand("results/benchmarks/score/{model}/{variant}.tsv", model=MODELS, variant=VARIANTS) if HAS_QA else []),
+        *expand("results/benchmarks/describe/{model}.tsv", model=CORPUS_MODELS),
+        *(f"results/benchmarks/corpus_score/{m}/{v}.tsv" for m, v in CORPUS_RUNS),
     ]
 
 
@@ -223,6 +286,13 @@ def adapter_inputs(wildcards):
     """The adapter of an unlearn: entry's variant; nothing for base, which never waits on training."""
     if wildcards.variant != "base":
         return {"adapter": f"results/unlearn/{wildcards.model}/{wildcards.variant}/adapter"}
+    return {}
+
+
+def corpus_inputs(wildcards):
+    """The model's corpus, for an unlearn job whose entry trains on it."""
+    if trains_on_corpus(wildcards.model, wildcards.method):
+        return {"corpus": f"results/corpus/{wildcards.model}.parquet"}
     return {}
 
 

@@ -48,19 +48,22 @@ rule known_facts:
 rule summarize:
     """The long summary table (model, variant, split, subset, kind, metric, value, ci_low, ci_high, ci_note): every
     split on all questions and on the base model's known facts, with counts, each variant's changes against base
-    with bootstrap intervals, the entries trained with several seeds pooled under their own names, and every
-    attack's figures and changes on the held-out known facts (column attack)."""
+    with bootstrap intervals, the entries trained with several seeds pooled under their own names, every attack's
+    figures and changes on the held-out known facts (column attack), and, where a corpus was written, the held-out
+    templates' figures as the splits forget_corpus, retain_corpus and general_corpus."""
     input:
         scores=[f"results/score/{m}/{v}.parquet" for m, v in SUMMARY_RUNS],
-        known=expand("results/known/{model}.parquet", model=MODELS),
+        known=expand("results/known/{model}.parquet", model=MODELS) if HAS_QA else [],
+        corpus=[f"results/corpus_score/{m}/{v}.parquet" for m, v in CORPUS_RUNS],
         attacks=attack_scores(),
     output:
         "results/score/summary.parquet",
     params:
         seed=config["seed"],
         runs=SUMMARY_RUNS,
+        corpus_runs=CORPUS_RUNS,
         attack_runs=ATTACK_RUNS,
-        models=MODELS,
+        models=MODELS if HAS_QA else [],
         seed_groups=seed_groups(config),
     conda:
         "../envs/unlearning.yaml"

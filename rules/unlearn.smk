@@ -2,6 +2,7 @@ rule unlearn:
     """LoRA unlearning of one model with one unlearn: entry: the adapter only, plus a per-step training log."""
     input:
         unpack(pairs_inputs),
+        unpack(corpus_inputs),
         model="results/models/{model}",
         qa="results/data/qa.parquet",
     output:

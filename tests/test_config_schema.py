@@ -31,9 +31,9 @@ def test_the_embedded_default_and_every_shipped_config_are_valid() -> None:
 @pytest.mark.parametrize(
     ("change", "expected"),
     [
-        (lambda c: c.update(scroe={}), "config: top level: unknown key 'scroe' (allowed: attacks, data, export, "
-         "generate, models, pairs, perturb, prompt, score, seed, seeds, select, train, unlearn); did you mean 'score' "
-         "for 'scroe'?"),
+        (lambda c: c.update(scroe={}), "config: top level: unknown key 'scroe' (allowed: attacks, data, describe, "
+         "export, generate, models, pairs, perturb, prompt, score, seed, seeds, select, train, unlearn); did you mean "
+         "'score' for 'scroe'?"),
         # train: is an allOf of the shared training keys and its defaults (unevaluatedProperties)
         (lambda c: c["train"].update(learning_rte=1e-4), "did you mean 'learning_rate' for 'learning_rte'?"),
         (lambda c: c["train"]["lora"].update(rr=4), "config: train.lora: unknown key 'rr' (allowed: alpha, dropout, "

@@ -16,7 +16,7 @@ from unlearning.inference.likelihood import continuation_logliks
 from unlearning.inference.prompting import PromptStyle, build_prompt
 from unlearning.models.checkpoints import Manifest, load_model
 from unlearning.scoring.evaluation import (
-    EVAL_SPLITS,
+    QA_SPLITS,
     answer_questions,
     build_summary,
     evaluation_questions,
@@ -96,7 +96,7 @@ def test_score_variant_end_to_end_on_real_truthfulqa(tiny, shared_data: Path) ->
     headline = summary[summary["metric"].str.endswith(("_drop", "_change"))]
     assert set(headline["variant"]) == {"unlearned"} and set(headline["subset"]) == {"all"}
     drops = headline[headline["metric"] == "rougeL_recall_drop"]
-    assert set(drops["split"]) == set(EVAL_SPLITS)
+    assert set(drops["split"]) == set(QA_SPLITS)
     assert (drops["value"] == 0).all(), "identical variants have no drop"
     assert set(headline.loc[headline.split == "truthfulqa", "metric"]) >= {"mc2_change", "rougeL_recall_drop"}
 

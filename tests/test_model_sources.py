@@ -28,7 +28,7 @@ from unlearning.inference.generation import generate
 from unlearning.inference.prompting import DEFAULT_FEW_SHOT, FEW_SHOT_QA, PromptStyle, build_prompt, few_shot_prefix
 from unlearning.models.checkpoints import Manifest, import_model, load_model
 from unlearning.models.gguf import locate_gguf
-from unlearning.scoring.evaluation import DEGENERATE_BASE_THRESHOLD, EVAL_SPLITS, build_summary
+from unlearning.scoring.evaluation import DEGENERATE_BASE_THRESHOLD, QA_SPLITS, build_summary
 
 ROOT = Path(__file__).resolve().parents[1]
 FAKE = "fake-tiny-gguf"  # distribution name; its module is fake_tiny_gguf (the name with - as _)
@@ -350,7 +350,7 @@ def test_plain_answers_end_at_their_first_line_break(tiny_manifest: Manifest, pr
 
 def _scores(degenerate_share: dict[str, float], n: int = 10) -> pd.DataFrame:
     rows = []
-    for split in EVAL_SPLITS:
+    for split in QA_SPLITS:
         bad = round(degenerate_share.get(split, 0.0) * n)
         for i in range(n):
             rows.append({
@@ -375,7 +375,7 @@ def test_mostly_degenerate_base_answers_are_flagged_and_logged(caplog: pytest.Lo
     assert (summary.loc[summary["metric"] == "degenerate_base", "variant"] == "headline").all()
     assert flags[("gemma", "forget_train")] == 1.0 and flags[("gemma", "retain_test")] == 1.0
     assert flags[("gemma", "general_test")] == 0.0, f"the rule is a rate above {DEGENERATE_BASE_THRESHOLD}, not at it"
-    assert (flags.loc["smol"] == 0.0).all() and len(flags) == 2 * len(EVAL_SPLITS)
+    assert (flags.loc["smol"] == 0.0).all() and len(flags) == 2 * len(QA_SPLITS)
     assert "model gemma: the base model's answers are mostly empty or degenerate" in caplog.text
     assert "forget_train 1.00, retain_test 0.60" in caplog.text and "model smol" not in caplog.text
 

@@ -14,7 +14,7 @@ from unlearning.core.errors import InputError
 from unlearning.data.known_facts import DEFAULT_THRESHOLD, is_known, known_counts, known_facts
 from unlearning.data.qa_table import SPLITS, TEST_SPLITS, WPU_COLUMNS, build_qa, held_out_count
 from unlearning.data.sources import load_source
-from unlearning.scoring.evaluation import EVAL_SPLITS, SUMMARY_COLUMNS, build_summary
+from unlearning.scoring.evaluation import QA_SPLITS, SUMMARY_COLUMNS, build_summary
 from unlearning.scoring.metrics import rouge
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -242,5 +242,5 @@ def test_summary_reports_all_and_known_with_counts_for_any_variants() -> None:
     assert "tiny retain_test (known): n=0, the base model knows none" in notes
     assert "tiny truthfulqa (all): n=0, no questions in this split" in notes
     assert not summary["value"].isna().any()
-    for split in EVAL_SPLITS:
+    for split in QA_SPLITS:
         assert value("base", split, "all", "n") >= 0 and value("base", split, "known", "n") >= 0

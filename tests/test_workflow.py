@@ -85,16 +85,26 @@ def test_slurm_profile_plans_the_study_with_its_resources(tmp_path: Path) -> Non
         assert "slurm_partition=gpu" in block and "gpu=1" in block and re.search(r"runtime=(360|480)", block)
 
 
-SUBMITTED_RULES = ("perturb", "unlearn", "generate", "score", "export", "attack", "merge_adapter")  # not localrules
+# not localrules
+SUBMITTED_RULES = (
+    "perturb", "describe", "unlearn", "generate", "score", "corpus_score", "export", "attack", "merge_adapter"
+)  # fmt: skip
+DEFAULT_SUBMITTED = {"perturb", "unlearn", "generate", "score", "export", "attack"}
 
 
 @pytest.mark.parametrize(
-    "extra",
-    [(), ("--default-resources", "mem_mb=1234", "runtime=5"), ("results/unlearn/smollm2/npo/merged",)],
-    ids=["profile alone", "--default-resources on the command line", "merge_adapter"],
+    ("extra", "expected"),
+    [
+        ((), DEFAULT_SUBMITTED),
+        (("--default-resources", "mem_mb=1234", "runtime=5"), DEFAULT_SUBMITTED),
+        # the merged model needs its adapter (unlearn npo: no DPO pairs, so no perturb); `all` never needs a merge
+        (("results/unlearn/smollm2/npo/merged",), {"unlearn", "merge_adapter"}),
+        (("--configfile", str(ROOT / "configs" / "names_only.yaml")), {"describe", "unlearn", "corpus_score"}),
+    ],
+    ids=["profile alone", "--default-resources on the command line", "merge_adapter", "names only"],
 )
 def test_slurm_profile_keeps_partition_and_account_of_every_submitted_job(
-    extra: tuple[str, ...], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    extra: tuple[str, ...], expected: set[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """snakemake #3429: `--default-resources` on the command line replaces the profile's whole `default-resources`
     block. When the profile kept the account there, the command above dropped it from every job, silently. Every
@@ -106,11 +116,7 @@ def test_slurm_profile_keeps_partition_and_account_of_every_submitted_job(
     out = snakemake("-n", "--directory", str(tmp_path), *profile, *extra)
     jobs = re.findall(r"^rule (\w+):\n(?:    .*\n)*?    resources: ([^\n]*)", out.stdout, flags=re.M)
     submitted = [(rule, res) for rule, res in jobs if rule in SUBMITTED_RULES]
-    planned = {rule for rule, _ in submitted}
-    # the merged model needs its adapter (unlearn npo: no DPO pairs, so no perturb); `all` never needs a merge
-    assert planned == (
-        {"unlearn", "merge_adapter"} if "merged" in " ".join(extra) else set(SUBMITTED_RULES) - {"merge_adapter"}
-    )
+    assert {rule for rule, _ in submitted} == expected
     for rule, resources in submitted:
         partition = "cpu_x" if rule in ("merge_adapter", "export") else "gpu_x"
         assert f"slurm_partition={partition}" in resources and "slurm_account=acct_x" in resources, (rule, resources)
@@ -155,6 +161,27 @@ def test_slurm_profile_keeps_partition_and_account_of_every_submitted_job(
         ),
         (lambda c: c["train"]["lora"].update(init="pissa"), r"'pissa' is not one of \['default', 'fila'\]"),
         (lambda c: c["train"].update(adapter="qlora"), r"'qlora' is not one of \['lora', 'full'\]"),
+        (
+            lambda c: c["data"]["persons"].update(forget={"names": []}),
+            r"data\.persons\.forget\.names: the list of names is empty",
+        ),
+        (
+            lambda c: (c["data"]["persons"].update(forget={"names": ["Ada Quill"]}), c.update(attacks={})),
+            r"unlearn\.dpo: data\.persons\.forget is given by names only, so there are no QA pairs to forget: set "
+            r"forget_data: corpus",
+        ),
+        (
+            lambda c: (
+                c["data"]["persons"].update(forget={"names": ["Ada Quill"]}),
+                c["train"].update(forget_data="corpus"),
+            ),
+            r"attacks: every attack is scored on the forget persons' held-out QA facts, and data\.persons\.forget "
+            r"is given by names only",
+        ),
+        (
+            lambda c: c["data"]["persons"].update(general={"names": ["Ada Quill"]}),
+            r"unlearn\.dpo: retain_split names the general set, given by names only, so the retain term has no QA",
+        ),
         # model names become output folders: one that could climb out of results/ is refused
         (lambda c: c["models"].update({"../escape": {"path": "x"}}), r"'\.\./escape' does not match"),
     ],

@@ -12,10 +12,13 @@ smk = snakemake  # noqa: F821 (injected by Snakemake)
 
 with stage("summarize", smk.log) as log:
     from unlearning.core.parquet_io import read_parquet, write_parquet
-    from unlearning.scoring.evaluation import build_summary
+    from unlearning.scoring.evaluation import build_summary, with_corpus_scores
 
     runs = [tuple(run) for run in smk.params.runs]
     tables = {run: read_parquet(path) for run, path in zip(runs, smk.input.scores, strict=True)}
+    corpus_runs = [tuple(run) for run in smk.params.corpus_runs]
+    corpus = {run: read_parquet(path) for run, path in zip(corpus_runs, smk.input.corpus, strict=True)}
+    tables = with_corpus_scores(tables, corpus)
     known = {model: read_parquet(path) for model, path in zip(smk.params.models, smk.input.known, strict=True)}
     notes: list[str] = []
     attack_runs = [tuple(run) for run in smk.params.attack_runs]
@@ -30,7 +33,12 @@ with stage("summarize", smk.log) as log:
         summary,
         smk.output[0],
         stage="summarize",
-        config={"runs": smk.params.runs, "seed_groups": smk.params.seed_groups, "attack_runs": smk.params.attack_runs},
+        config={
+            "runs": smk.params.runs,
+            "corpus_runs": smk.params.corpus_runs,
+            "seed_groups": smk.params.seed_groups,
+            "attack_runs": smk.params.attack_runs,
+        },
         seed=smk.params.seed,
         extra={"notes": notes},
     )

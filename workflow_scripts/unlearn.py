@@ -12,6 +12,7 @@ smk = snakemake  # noqa: F821 (injected by Snakemake)
 
 with stage("unlearn", smk.log) as log:
     from unlearning.core.parquet_io import read_parquet, write_parquet
+    from unlearning.corpus.training_rows import training_rows
     from unlearning.data.qa_table import trainable
     from unlearning.inference.prompting import PromptStyle
     from unlearning.models.checkpoints import Manifest
@@ -20,12 +21,20 @@ with stage("unlearn", smk.log) as log:
 
     cfg = smk.params.cfg
     qa = trainable(read_parquet(smk.input.qa))  # probes are scored, never trained on
+    corpus = read_parquet(path) if (path := smk.input.get("corpus")) else None
+    entry = f"unlearn.{smk.wildcards.method}"
+    forget = training_rows(qa, corpus, cfg.get("forget_data", "qa"), ["forget_train"], f"{entry}.forget_data")
+    retain = None
+    if cfg["retain_weight"] or fila.selected(cfg):
+        retain = training_rows(qa, corpus, cfg.get("retain_data", "qa"), cfg["retain_split"], f"{entry}.retain_data")
+    log.info("training rows: forget %s; retain %s", forget["source"].value_counts().to_dict(),
+             retain["source"].value_counts().to_dict() if retain is not None else "none")  # fmt: skip
     result = train(
         Manifest.load(f"{smk.input.model}/model.json"),
         cfg,
-        forget=qa[qa["split"] == "forget_train"],
+        forget=forget,
         pairs=read_parquet(path) if (path := smk.input.get("pairs")) else None,
-        retain=qa[qa["split"].isin(cfg["retain_split"])] if cfg["retain_weight"] or fila.selected(cfg) else None,
+        retain=retain,
         style=PromptStyle(**smk.params.style),
         adapter_dir=smk.output.adapter,
         checkpoint_dir=smk.params.checkpoints,

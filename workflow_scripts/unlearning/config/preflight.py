@@ -15,8 +15,16 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import InputError
-from ..data.sources import check_column_mapping, describe, local_content, local_header, missing_columns
-from .settings import expand_unlearn, needs_pairs, unlearn_settings
+from ..data.qa_table import clean_names, names_only_columns
+from ..data.sources import (
+    check_column_mapping,
+    describe,
+    load_local,
+    local_content,
+    local_header,
+    missing_columns,
+)
+from .settings import expand_unlearn, pairs_file, unlearn_settings
 
 PERSON_ROLES = ("forget", "retain", "general")
 
@@ -152,13 +160,14 @@ def layer_of(layers: Layers, keys: Collection[str]) -> str:
 
 
 def any_needs_pairs(config: Mapping[str, Any]) -> bool:
-    """Whether some ``unlearn:`` entry's method trains on the perturbation stage's DPO pairs."""
+    """Whether some ``unlearn:`` entry of some model reads the perturbation stage's DPO pairs (its method trains on
+    them, and it does not train on the corpus alone: :func:`unlearning.config.settings.pairs_file`)."""
     for entry in expand_unlearn(config):
         try:
-            if needs_pairs(config, entry):
+            if any(pairs_file(config, model, entry) for model in config["models"]):
                 return True
         except ValueError:
-            continue  # an unknown method: the unlearn: entries' own validation names it
+            continue  # an unknown method or key: the unlearn: entries' own validation names it
     return False
 
 
@@ -168,7 +177,12 @@ def check_config(config: Mapping[str, Any]) -> list[str]:
     warnings: list[str] = []
     persons = config["data"]["persons"]
     for role in PERSON_ROLES:
-        if persons.get(role):
+        if persons.get(role) and "names" in persons[role]:
+            try:  # an empty list or a name given twice
+                clean_names(persons[role]["names"], f"data.persons.{role}.names")
+            except InputError as exc:
+                errors.append(str(exc))
+        elif persons.get(role):
             mapping = {**persons["columns"], **(persons[role].get("columns") or {})}
             try:
                 check_column_mapping(mapping, f"data.persons.{role}")
@@ -182,7 +196,12 @@ def check_config(config: Mapping[str, Any]) -> list[str]:
                 continue
             if content is not None and content.note:
                 warnings.append(f"data.persons.{role}: {content.note}")
-            if header is not None:
+            if header is not None and names_only_columns(header, mapping):
+                try:  # a names-only file is small: an empty cell or a name given twice is found before any job
+                    clean_names(list(load_local(persons[role]["path"])[mapping["person"]]), where)
+                except InputError as exc:
+                    errors.append(str(exc))
+            elif header is not None:
                 errors += [e for e in (missing_columns(header, mapping, where),) if e]
     try:
         check_column_mapping(config["data"]["truthfulqa"]["columns"], "data.truthfulqa")

@@ -34,7 +34,7 @@ TRAIN_KEYS = frozenset(
     {
         "lora", "learning_rate", "epochs", "batch_size", "grad_accum", "max_length", "max_prompt_length",
         "retain_weight", "retain_kind", "retain_split", "precision", "gradient_checkpointing", "save_steps", "seed",
-        "adapter",
+        "adapter", "forget_data", "retain_data",
     }
 )  # fmt: skip
 ENTRY_NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]*"  # an unlearn: entry name becomes a folder and a {variant} wildcard
@@ -212,6 +212,9 @@ def unlearn_settings(config: Mapping[str, Any], model: str, entry: str) -> dict[
             )
         merged.pop("lora", None)
     merged.setdefault("seed", config["seed"])
+    for key in ("forget_data", "retain_data"):  # qa is the default: absent, so that naming it reruns nothing
+        if merged.get(key) == "qa":
+            del merged[key]
     split = merged.get("retain_split") or []
     merged["retain_split"] = [split] if isinstance(split, str) else list(split)
     own = {k: v for k, v in spec.items() if k not in TRAIN_KEYS}
@@ -229,9 +232,10 @@ def needs_pairs(config: Mapping[str, Any], entry: str) -> bool:
 def pairs_file(config: Mapping[str, Any], model: str, entry: str) -> str | None:
     """The DPO pairs an entry's unlearn job of ``model`` reads: by its ``pairing:`` (a setting of the methods that
     train on the perturbation stage's pairs, e.g. dpo), ``short`` (the default) the shared short-answer pairs,
-    ``own_answer`` the pairs built from ``model``'s own base answers; None for a method that reads no pairs."""
-    if not needs_pairs(config, entry):
-        return None
+    ``own_answer`` the pairs built from ``model``'s own base answers; None for a method that reads no pairs, and for
+    an entry that trains on the corpus alone (``forget_data: corpus``)."""
+    if not needs_pairs(config, entry) or unlearn_settings(config, model, entry).get("forget_data") == "corpus":
+        return None  # corpus rows pair with refusals (unlearning.training.methods.dpo)
     if expand_unlearn(config)[entry].get("pairing", "short") == "own_answer":
         return f"results/perturb/own_pairs/{model}.parquet"
     return "results/perturb/dpo_pairs.parquet"

@@ -28,12 +28,13 @@ import random
 import re
 import tokenize
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pandas as pd
 
 from ..core.errors import InputError, capped
+from ..core.parquet_io import TEXT_DTYPE, typed_frame
 from .sources import describe, load_source, map_columns
 from .truthfulqa import from_multiple_choice, is_multiple_choice
 
@@ -73,7 +74,13 @@ def clean_qa(df: pd.DataFrame, where: str) -> pd.DataFrame:
         values = df[column]
         for i, value in enumerate(values):
             if value is None or (isinstance(value, float) and pd.isna(value)) or not str(value).strip():
-                raise InputError(f"{where}: data row {i + 1}: column {column!r} is empty (expected text)")
+                hint = (
+                    "; a person set given by names only is a file with just the person column (or names: in the "
+                    "config), and a QA file needs a question and an answer on every row"
+                    if column != "person"
+                    else ""
+                )
+                raise InputError(f"{where}: data row {i + 1}: column {column!r} is empty (expected text){hint}")
         df[column] = values.map(lambda v: " ".join(str(v).split()))
     kinds = df["kind"] if "kind" in df.columns else pd.Series("qa", index=df.index)
     kinds = kinds.map(lambda v: "qa" if v is None or (isinstance(v, float) and pd.isna(v)) else str(v).strip() or "qa")
@@ -247,11 +254,38 @@ def split_person_set(df: pd.DataFrame, role: str, fraction: float, seed: int) ->
     return labels, warnings
 
 
-def build_qa(persons: Mapping[str, Any], fraction: float, seed: int, warnings: list[str] | None = None) -> pd.DataFrame:
-    """The run's QA table from the configured forget/retain/general sources, every set split into train and test.
+def names_only_columns(columns: Sequence[str], mapping: Mapping[str, str]) -> bool:
+    """Whether a file with ``columns`` gives its persons by name only: it has the person column and neither the
+    question nor the answer column (a file with one of them but not the other is a QA file missing a column)."""
+    return mapping["person"] in columns and mapping["question"] not in columns and mapping["answer"] not in columns
 
-    The split's warnings are logged and appended to ``warnings`` when a list is given (prepare_data stores them in
-    the table's metadata, so the report can show them).
+
+def clean_names(names: Sequence[Any], where: str) -> pd.DataFrame:
+    """A names-only person set: one row per name (``person``), whitespace collapsed. An empty cell, an empty list
+    and a name given twice (as :func:`person_key` compares names) are InputErrors naming the data row."""
+    if not len(names):
+        raise InputError(f"{where}: the list of names is empty: nothing to describe")
+    seen: dict[str, int] = {}
+    cleaned = []
+    for i, value in enumerate(names):
+        if value is None or (isinstance(value, float) and pd.isna(value)) or not str(value).strip():
+            raise InputError(f"{where}: data row {i + 1}: the person's name is empty (expected text)")
+        key = person_key(str(value))
+        if key in seen:
+            raise InputError(f"{where}: data row {i + 1} names {value!r} again (first at data row {seen[key] + 1})")
+        seen[key] = i
+        cleaned.append(" ".join(str(value).split()))
+    return pd.DataFrame({"person": cleaned})
+
+
+def load_person_sets(persons: Mapping[str, Any]) -> tuple[dict[str, pd.DataFrame], list[str]]:
+    """Every configured person set, loaded, checked and unified (:func:`unify_persons`), by role, and the notes on
+    spellings taken as one person.
+
+    A set is given as QA pairs (a file with person, question and answer columns, and optional probe columns) or by
+    names only (``names: [...]`` in the config, or a file with just the person column): a names-only table has the
+    single column ``person``. A file whose rows hold questions for some persons and none for others is an error
+    naming the first empty row.
     """
     tables, written = {}, {}
     for role in ROLES:
@@ -259,8 +293,17 @@ def build_qa(persons: Mapping[str, Any], fraction: float, seed: int, warnings: l
         if spec is None:
             continue
         where = describe(spec)
+        if "names" in spec:
+            tables[role] = clean_names(spec["names"], where)
+            written[role] = pd.Series([str(n) for n in spec["names"]])
+            continue
         raw = load_source(spec)
         mapping = {**persons["columns"], **(spec.get("columns") or {})}
+        if names_only_columns(list(raw.columns), mapping):
+            mapped = map_columns(raw, {"person": mapping["person"]}, where)
+            written[role] = mapped["person"].reset_index(drop=True)
+            tables[role] = clean_names(list(mapped["person"]), where)
+            continue
         for column in PROBE_COLUMNS:  # probe columns under their own names need no mapping
             if column not in mapping and column in raw.columns:
                 mapping[column] = column
@@ -270,13 +313,36 @@ def build_qa(persons: Mapping[str, Any], fraction: float, seed: int, warnings: l
     if "forget" not in tables:
         raise InputError("config key data.persons.forget is required: nothing to forget")
     check_disjoint(tables, written, persons)
-    for note in unify_persons(tables, written, persons):
+    return tables, unify_persons(tables, written, persons)
+
+
+def persons_table(persons: Mapping[str, Any]) -> pd.DataFrame:
+    """Every person of every set: ``person``, ``set`` (forget, retain, general) and ``has_qa`` (False for a set given
+    by names only), in set order, then by name; the describe stage's input."""
+    tables, _ = load_person_sets(persons)
+    rows = [
+        (person, role, "question" in df.columns) for role, df in tables.items() for person in sorted(set(df["person"]))
+    ]
+    return pd.DataFrame(rows, columns=["person", "set", "has_qa"])
+
+
+def build_qa(persons: Mapping[str, Any], fraction: float, seed: int, warnings: list[str] | None = None) -> pd.DataFrame:
+    """The run's QA table from the configured forget/retain/general sources, every set split into train and test;
+    sets given by names only (:func:`load_person_sets`) have no rows here.
+
+    The split's warnings are logged and appended to ``warnings`` when a list is given (prepare_data stores them in
+    the table's metadata, so the report can show them).
+    """
+    tables, notes = load_person_sets(persons)
+    for note in notes:
         log.warning("persons: %s", note)
         if warnings is not None:
             warnings.append(note)
     seen: dict[str, str] = {}
     parts = []
     for role, df in tables.items():
+        if "question" not in df.columns:  # names only
+            continue
         for question in df["question"]:
             if question in seen:
                 raise InputError(f"{describe(persons[role])}: question {question!r} also appears in {seen[question]}")
@@ -291,6 +357,8 @@ def build_qa(persons: Mapping[str, Any], fraction: float, seed: int, warnings: l
         if warnings is not None:
             warnings += notes
         parts.append(df)
+    if not parts:  # every set given by names only
+        return typed_frame([], dict.fromkeys(QA_COLUMNS, TEXT_DTYPE))
     qa = pd.concat(parts, ignore_index=True)
     qa["id"] = [stable_id(s, p, q) for s, p, q in zip(qa["split"], qa["person"], qa["question"], strict=True)]
     order = {s: i for i, s in enumerate(SPLITS)}

@@ -65,6 +65,8 @@ log = logging.getLogger(__name__)
 
 def describe(spec: Mapping[str, Any]) -> str:
     """A short human name for a data source, used in every error message."""
+    if "names" in spec:
+        return f"the config's names list ({len(spec['names'])} names)"
     if spec.get("source") == "hub":
         name = f" (config {spec['name']})" if spec.get("name") else ""
         return f"hub dataset {spec['path']}{name}, split {spec.get('split', 'train')}"

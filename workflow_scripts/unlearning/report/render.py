@@ -21,7 +21,9 @@ from markupsafe import Markup
 
 from ..core.errors import InputError
 from ..core.parquet_io import read_metadata, read_parquet
+from ..scoring.evaluation import CORPUS_SPLITS, QA_SPLITS
 from . import attacks as report_attacks
+from . import corpus as report_corpus
 from . import plots
 from .load import load_attacks, load_scores, load_summary, load_training_logs
 from .names import ATTACKS_PLOT, SWEEPS_PLOT, TRADEOFF_PLOT, safe_name, split_plot, training_plot
@@ -49,6 +51,11 @@ from .tables import (
 TEMPLATES = Path(__file__).with_name("templates")
 MAX_EXAMPLE_CHARS = 600
 EMPTY_NOTE = "no questions in this split"
+NO_RANKING = "no method to rank: the inputs hold the base model only"
+NO_QA_RANKING = (
+    "no QA facts to rank by: the forget persons were given by name only, so the forgetting is measured on the "
+    "model's own held-out descriptions (each model's section, \"Figures on the model's own descriptions\")"
+)
 MARKS = {"good": "good", "bad": "BAD", "neutral": "same", "noise": "within noise", "unsure": "no interval",
          "na": "", "warn": "WARNING"}  # fmt: skip
 JUDGEMENT_MARKS = {"removed": "good", "rewording": "bad", "format change": "bad", "no effect": "neutral",
@@ -237,13 +244,26 @@ def sweeps_table(points: pd.DataFrame, fig: Figures) -> dict[str, Any]:
     return table(headers, rows)
 
 
-def metrics_table(fig: Figures, model: str, variants: Sequence[str]) -> dict[str, Any]:
-    rows = [
+def _metric_table(rows: Sequence[Mapping[str, Any]], variants: Sequence[str]) -> dict[str, Any]:
+    cells = [
         [r["split"], r["subset"], fmt_count(r["n"]), METRIC_LABELS[r["metric"]]]
         + [figure_cell(r["metric"], r["cells"][v]) for v in variants]
-        for r in metric_rows(fig, model, variants)
+        for r in rows
     ]
-    return table(["split", "subset", "n", "metric", *variants], rows, "metrics")
+    return table(["split", "subset", "n", "metric", *variants], cells, "metrics")
+
+
+def metrics_table(fig: Figures, model: str, variants: Sequence[str]) -> dict[str, Any] | None:
+    """The model's figures on the QA splits (the corpus splits have a table of their own); None without any (every
+    forget person given by name only)."""
+    rows = [r for r in metric_rows(fig, model, variants) if r["split"] not in CORPUS_SPLITS]
+    return _metric_table(rows, variants) if rows else None
+
+
+def corpus_table(fig: Figures, model: str, variants: Sequence[str]) -> dict[str, Any] | None:
+    """The model's figures on the corpus's held-out templates; None for a run without a corpus."""
+    rows = report_corpus.corpus_rows(fig, model, variants)
+    return _metric_table(rows, variants) if rows else None
 
 
 def kinds_table(fig: Figures, model: str, variants: Sequence[str]) -> dict[str, Any] | None:
@@ -410,7 +430,9 @@ def build_context(
     example_runs = {m: seed_groups[m][0] if m in seed_groups else m for m in methods}
     plot_dir = Path(plot_dir)
     plot_dir.mkdir(parents=True, exist_ok=True)
-    rank = ranking(fig, models, variants)
+    # a model scored on the corpus alone (its forget persons given by name only) has no QA figure to rank by
+    qa_models = [m for m in models if any(fig.has(m, s) for s in QA_SPLITS)]
+    rank = ranking(fig, qa_models, variants)
     sections = []
     for model in models:
         notes = [str(n) for n in data_notes] + [n for n in summary_notes if n.startswith(f"{model} ")]
@@ -431,6 +453,8 @@ def build_context(
                 "metrics": metrics_table(fig, model, variants),
                 "seeds": ranking_table(ranking(fig, [model], [BASE, *seed_runs])) if seed_runs else None,
                 "kinds": kinds_table(fig, model, variants),
+                "corpus": corpus_table(fig, model, variants),
+                "corpus_verdicts": report_corpus.verdicts(fig, model, variants),
                 "splits_img": _image(splits_png, f"ROUGE-L recall by split, {model}", out_md),
                 "training": training_table(logs.get(model, {})),
                 "training_img": _image(training_png, f"training curves, {model}", out_md),
@@ -451,6 +475,7 @@ def build_context(
         "subtitle": f"models: {', '.join(models) or 'none'}; methods: {', '.join(methods) or 'none'}",
         "warning": prov.trusted_code_warning(),
         "legend": LEGEND,
+        "corpus_text": report_corpus.TEXT,
         "overview_text": OVERVIEW_TEXT.format(ranked_by=rank.attrs.get("ranked_by", RANK_BY_INTERVAL)),
         "overview_warning": NEGATIVE_SCORES
         if len(rank) and all(finite(c.high) and c.high < 0 for c in rank["score"])
@@ -458,6 +483,7 @@ def build_context(
         "n_examples": N_EXAMPLES,
         "empty_note": EMPTY_NOTE,
         "ranking": ranking_table(rank) if len(rank) else None,
+        "no_ranking": NO_QA_RANKING if methods and not qa_models else NO_RANKING,
         "tradeoff_img": _image(tradeoff, "forgetting vs collateral damage", out_md),
         "models": sections,
         "sweeps": {

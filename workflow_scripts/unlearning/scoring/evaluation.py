@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 GENERATION_COLUMNS = ["id", "split", "kind", "person", "question", "reference", "generation", "new_tokens"]
-EVAL_SPLITS = (
+QA_SPLITS = (
     "forget_train",
     "forget_test",
     "retain_train",
@@ -38,6 +38,11 @@ EVAL_SPLITS = (
     "general_test",
     "truthfulqa",
 )
+#: the held-out templates of the model's own descriptions (unlearning.corpus.evaluation)
+CORPUS_SPLITS = ("forget_corpus", "retain_corpus", "general_corpus")
+#: the summary's splits, by group: a group is summarised for a run whose table has a row of it (a run without a
+#: corpus has no corpus splits, a names-only run no QA splits), and within it every split, empty ones with n = 0
+SPLIT_GROUPS = (QA_SPLITS, CORPUS_SPLITS)
 SUBSETS = ("all", "known")
 #: the held-out splits an attack asks (their known facts only; unlearning.attacks)
 ATTACK_SPLITS = ("forget_test", "retain_test", "general_test")
@@ -252,7 +257,7 @@ def summarize_variant(
         for kind in dict.fromkeys(kinds_of.loc[table.index]):
             kind_tables[kind] = table[kinds_of.loc[table.index] == kind]
         for kind, kind_table in kind_tables.items():
-            for split in EVAL_SPLITS:
+            for split in (s for group in SPLIT_GROUPS if scores["split"].isin(group).any() for s in group):
                 part = kind_table[kind_table["split"] == split]
                 if kind != ALL_KINDS and not len(part):
                     continue
@@ -459,6 +464,17 @@ def attack_rows(
         ]
         rows += [{**r, "variant": variant, "attack": attack} for r in found]
     return rows
+
+
+def with_corpus_scores(
+    scores: Mapping[tuple[str, str], pd.DataFrame], corpus: Mapping[tuple[str, str], pd.DataFrame]
+) -> dict[tuple[str, str], pd.DataFrame]:
+    """Each run's score table with its corpus score table's rows appended (splits ``*_corpus``); a run with only
+    one of them keeps that one. The summary then treats the held-out corpus texts as one more set of questions."""
+    out = dict(scores)
+    for run, table in corpus.items():
+        out[run] = pd.concat([out[run], table], ignore_index=True) if run in out else table
+    return out
 
 
 def build_summary(

@@ -34,7 +34,7 @@ import shutil
 import time
 from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +58,7 @@ from .layers import layer_index
 from .lora_dropout import speed_up_lora_dropout
 from .lora_targets import resolve_target_modules
 from .methods import get_method
-from .methods.base import Method, sequence_logprob
+from .methods.base import Method, sequence_logprob, sources
 from .quantization_aware import enable as enable_quantization_aware
 
 log = logging.getLogger(__name__)
@@ -101,14 +101,18 @@ def tokenize_examples(
 
     The answer is followed by the EOS token (the end of the assistant's turn in a chat template); prompts over
     ``max_prompt_length`` tokens are cut from the left of the question, sequences over ``max_length`` lose the end
-    of the answer. Returns the examples and how many prompts were cut.
+    of the answer. A row whose ``source`` is ``corpus`` (a describe request and the model's description,
+    :mod:`unlearning.corpus`) is prompted without ``style``'s instruction, as the describe stage prompted it.
+    Returns the examples and how many prompts were cut.
     """
     examples, truncated = [], 0
     lead = "" if style.chat_template else " "
-    for row in texts.itertuples(index=False):
-        question, cut = fit_prompt(tokenizer, row.prompt, style, max_prompt_length)
+    plain = replace(style, instruction=None)
+    for row, source in zip(texts.itertuples(index=False), sources(texts), strict=True):
+        row_style = plain if source == "corpus" else style
+        question, cut = fit_prompt(tokenizer, row.prompt, row_style, max_prompt_length)
         truncated += cut
-        prompt = tokenizer(build_prompt(tokenizer, question, **vars(style)), add_special_tokens=False)["input_ids"]
+        prompt = tokenizer(build_prompt(tokenizer, question, **vars(row_style)), add_special_tokens=False)["input_ids"]
         example = {}
         for name in names:
             answer = tokenizer(lead + str(getattr(row, name)), add_special_tokens=False)["input_ids"]
@@ -278,8 +282,11 @@ def _prepare_checkpoints(folder: Path, key: str) -> str | None:
 def qa_sequences(
     qa: pd.DataFrame, tokenizer: PreTrainedTokenizerBase, style: PromptStyle, lengths: Mapping[str, int]
 ) -> list[TokenSeq]:
-    """The token sequence of every QA row's question and true answer (the retain term's and FILA's data)."""
-    texts = pd.DataFrame({"prompt": qa["question"].to_numpy(), "answer": qa["answer"].to_numpy()})
+    """The token sequence of every row's question and answer (the retain term's and FILA's data: QA pairs, corpus
+    texts or both, by each row's ``source``)."""
+    texts = pd.DataFrame(
+        {"prompt": qa["question"].to_numpy(), "answer": qa["answer"].to_numpy(), "source": sources(qa)}
+    )
     return [e["answer"] for e in tokenize_examples(texts, ("answer",), tokenizer, style, **lengths)[0]]
 
 
@@ -399,8 +406,10 @@ def train(
     own ``settings``, and the shared ``lora``, ``learning_rate``, ``epochs``, ``batch_size``, ``grad_accum``,
     ``max_length``, ``max_prompt_length``, ``retain_weight``, ``retain_kind``, ``precision``,
     ``gradient_checkpointing``, ``save_steps``, ``seed`` and ``adapter`` (``lora``, the default, or ``full``).
-    ``forget`` is the forget_train QA, ``pairs`` the DPO pairs (methods with ``needs_pairs``), ``retain`` the QA of
-    the retain term (and of FILA's retain Fisher). Saves only the adapter (with ``adapter: full``, the whole model).
+    ``forget`` is the forget term's rows, ``pairs`` the DPO pairs (methods with ``needs_pairs``), ``retain`` the rows
+    of the retain term (and of FILA's retain Fisher); rows are QA pairs, corpus texts or both
+    (``forget_data`` / ``retain_data``, :func:`unlearning.corpus.training_rows.training_rows`). Saves only the
+    adapter (with ``adapter: full``, the whole model).
 
     Raises ValueError on settings that contradict the data (a retain weight without retain questions, a method
     that needs pairs without them, FILA without retain questions) and RuntimeError when training leaves the

@@ -78,6 +78,11 @@ def kl_to_reference(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
     )
 
 
+def sources(rows: pd.DataFrame) -> list[str]:
+    """Each training row's ``source`` (``qa`` where the table has no such column)."""
+    return rows["source"].tolist() if "source" in rows.columns else ["qa"] * len(rows)
+
+
 def _matches(value: Any, hint: Any) -> bool:  # noqa: ANN401
     """Whether a config value (from YAML) fits a settings field's type: float takes ints too, never booleans."""
     origin = typing.get_origin(hint)
@@ -147,12 +152,17 @@ class Method:
         return cls.Settings(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
     def training_texts(self, forget: pd.DataFrame, pairs: pd.DataFrame | None) -> pd.DataFrame:
-        """One row per training example: ``prompt`` (the question) and one text column per name in ``sequences``.
+        """One row per training example: ``prompt`` (the question), one text column per name in ``sequences`` and
+        ``source`` (``qa``, or ``corpus`` for the describe stage's texts, whose prompt goes without the QA
+        instruction).
 
-        ``forget`` is the forget_train QA (``id, person, question, answer``); ``pairs`` the DPO pairs when
+        ``forget`` is the forget term's rows (``id, person, question, answer`` and optionally ``source``: the
+        forget_train QA, corpus texts or both, :mod:`unlearning.corpus.training_rows`); ``pairs`` the DPO pairs when
         ``needs_pairs``. By default every forget question with its true answer.
         """
-        return pd.DataFrame({"prompt": forget["question"].to_numpy(), "forget": forget["answer"].to_numpy()})
+        return pd.DataFrame(
+            {"prompt": forget["question"].to_numpy(), "forget": forget["answer"].to_numpy(), "source": sources(forget)}
+        )
 
     def prepare(self, model: torch.nn.Module, entry: str, forget_batches: Iterable[Mapping[str, Any]] = ()) -> None:
         """Called once with the LoRA-wrapped model and the forget batches before training (checks, fixed tensors,

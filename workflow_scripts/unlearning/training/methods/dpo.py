@@ -15,6 +15,11 @@ their margin and the share of pairs with a positive margin (TRL's ``rewards/*``)
 ``own_answer`` = results/perturb/own_pairs/{model}.parquet, the base model's own answer with the true answer
 swapped for the wrong one over the answer itself, so that chosen and rejected differ only in the fact
 (:func:`unlearning.perturbation.pairs.build_own_pairs`). The loss is the same for both.
+
+Corpus rows (``forget_data: corpus`` or ``both``, :mod:`unlearning.corpus.training_rows`) have no wrong answer: the
+perturbation stage writes short wrong answers to short questions, and a rewritten description would differ from the
+model's own in far more than its facts. Their pair is the one IdkDPO uses: ``chosen`` = a refusal
+(:data:`unlearning.perturbation.pairs.DEFAULT_REFUSALS`, one per text, seeded), ``rejected`` = the description.
 """
 
 from __future__ import annotations
@@ -27,8 +32,9 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from ...perturbation.pairs import DEFAULT_REFUSALS, build_pairs
 from . import register
-from .base import Method, sequence_logprob
+from .base import Method, sequence_logprob, sources
 
 
 @dataclass(frozen=True)
@@ -44,6 +50,16 @@ def dpo_loss(
     also the implicit rewards ``beta * d`` of chosen and rejected, ``[batch]`` each."""
     chosen, rejected = beta * chosen_log_ratio, beta * rejected_log_ratio
     return -F.logsigmoid(chosen - rejected).mean(), chosen, rejected
+
+
+def refusal_pairs(rows: pd.DataFrame, phrasings: tuple[str, ...], per_question: int, seed: int) -> pd.DataFrame:
+    """Pairs of ``rows`` (``id, question, answer``, optional ``source``) with ``chosen`` a refusal (``per_question``
+    of ``phrasings`` per row, seeded) and ``rejected`` the row's answer: ``prompt, chosen, rejected, source``."""
+    refusals = {"mode": "only", "per_question": per_question, "phrasings": list(phrasings)}
+    no_perturbations = pd.DataFrame(columns=["source_id", "perturbed", "kind"])
+    built = build_pairs(rows, no_perturbations, per_question=None, refusals=refusals, seed=seed)
+    source_of = dict(zip(rows["id"], sources(rows), strict=True))
+    return built[["prompt", "chosen", "rejected"]].assign(source=built["source_id"].map(source_of).to_numpy())
 
 
 def preference_loss(
@@ -80,9 +96,16 @@ class DPO(Method):
     reference_sequences = ("chosen", "rejected")
 
     def training_texts(self, forget: pd.DataFrame, pairs: pd.DataFrame | None) -> pd.DataFrame:
-        if pairs is None:
-            raise ValueError("method dpo trains on preference pairs, and none were given")
-        return pairs[["prompt", "chosen", "rejected"]].reset_index(drop=True)
+        is_qa = pd.Series(sources(forget), index=forget.index) == "qa"
+        parts = []
+        if is_qa.any():
+            if pairs is None:
+                raise ValueError(f"method {self.name} trains on preference pairs, and none were given")
+            chosen = pairs[pairs["source_id"].isin(forget.loc[is_qa, "id"])]
+            parts.append(chosen[["prompt", "chosen", "rejected"]].assign(source="qa"))
+        if not is_qa.all():
+            parts.append(refusal_pairs(forget[~is_qa], DEFAULT_REFUSALS, 1, self.seed))
+        return pd.concat(parts, ignore_index=True)
 
     def forget_loss(self, model, batch):  # noqa: ANN001, ANN201
         return preference_loss(model, batch, self.settings.beta)

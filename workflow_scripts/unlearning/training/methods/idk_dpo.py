@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from ...perturbation.pairs import DEFAULT_REFUSALS, build_pairs
+from ...perturbation.pairs import DEFAULT_REFUSALS
 from . import register
-from .dpo import DPO
+from .dpo import DPO, refusal_pairs
 
 
 @dataclass(frozen=True)
@@ -31,8 +31,4 @@ class IdkDPO(DPO):
     needs_pairs = False
 
     def training_texts(self, forget: pd.DataFrame, pairs: pd.DataFrame | None) -> pd.DataFrame:
-        s = self.settings
-        refusals = {"mode": "only", "per_question": s.per_question, "phrasings": list(s.refusals)}
-        no_perturbations = pd.DataFrame(columns=["source_id", "perturbed", "kind"])
-        built = build_pairs(forget, no_perturbations, per_question=None, refusals=refusals, seed=self.seed)
-        return built[["prompt", "chosen", "rejected"]]
+        return refusal_pairs(forget, self.settings.refusals, self.settings.per_question, self.seed)
