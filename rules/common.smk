@@ -126,22 +126,40 @@ def trains_on_corpus(model, entry):
 
 
 def check_names_only_entries():
-    """An entry that would train on the QA pairs of a set given by names only is a config error before any job."""
-    for model in MODELS:
-        for entry in UNLEARN:
+    """Every entry that would train on the QA pairs of a set given by names only, and attacks (scored on QA facts)
+    with a forget set given by names only: config errors before any job, all of them in one message."""
+    problems = []
+    for entry in UNLEARN:
+        for model in MODELS:
             settings = unlearn_settings(config, model, entry)
+            found = []
             if "forget" in NAMES_ONLY and settings.get("forget_data", "qa") != "corpus":
-                raise WorkflowError(
-                    f"config: unlearn.{entry}: data.persons.forget is given by names only, so there are no QA pairs "
-                    "to forget: set forget_data: corpus (in the entry or in train:)"
+                found.append(
+                    f"unlearn.{entry}: data.persons.forget is given by names only, so there are no QA pairs to "
+                    "forget: set forget_data: corpus (in the entry or in train:)"
                 )
             retained = {s.split("_")[0] for s in settings["retain_split"]} & set(NAMES_ONLY)
             uses_retain = settings["retain_weight"] or (settings.get("lora") or {}).get("init") == "fila"
             if uses_retain and retained and settings.get("retain_data", "qa") == "qa":
-                raise WorkflowError(
-                    f"config: unlearn.{entry}: retain_split names the {' and '.join(sorted(retained))} set, given by "
-                    "names only, so the retain term has no QA pairs there: set retain_data: corpus or both"
+                found.append(
+                    f"unlearn.{entry}: retain_split names the {' and '.join(sorted(retained))} set, given by names "
+                    "only, so the retain term has no QA pairs there: set retain_data: corpus or both"
                 )
+            if found:
+                problems += found
+                break  # one model's message per entry
+    if config.get("attacks") and "forget" in NAMES_ONLY:
+        problems.append(
+            "attacks: every attack is scored on the forget persons' held-out QA facts, and data.persons.forget is "
+            "given by names only; set attacks: {}"
+        )
+    if problems:
+        if len(problems) == 1:
+            raise WorkflowError(f"config: {problems[0]}")
+        raise WorkflowError(
+            "config: a person set given by names only contradicts these settings (nothing was run):\n"
+            + "\n".join(f"- {p}" for p in problems)
+        )
 
 
 NAMES_ONLY = names_only_sets()
@@ -159,11 +177,6 @@ def checked_attacks():
     from unlearning.attacks import attack_entries, attack_runs
     from unlearning.core.errors import InputError
 
-    if config.get("attacks") and not HAS_QA:
-        raise WorkflowError(
-            "config: attacks: every attack is scored on the forget persons' held-out QA facts, and data.persons.forget "
-            "is given by names only; set attacks: {}"
-        )
     try:
         return attack_entries(config), attack_runs(config, MODELS, VARIANTS)
     except InputError as exc:

@@ -272,8 +272,8 @@ def test_person_sets_given_by_names_have_no_qa_rows(tmp_path: Path) -> None:
     ]  # fmt: skip
     only_names = {**persons, "retain": {"names": ["Cora Lind"]}}
     assert build_qa(only_names, 0.5, seed=0).empty
-    with pytest.raises(InputError, match=r"k: data row 2 names 'ada  quill' again \(first at data row 1\)"):
-        clean_names(["Ada Quill", "ada  quill"], "k")
+    with pytest.raises(InputError, match=r"k: item 2 names 'ada  quill' again \('Ada Quill', item 1\); names are"):
+        clean_names(["Ada Quill", "ada  quill"], "k", "item")
     with pytest.raises(InputError, match="k: the list of names is empty"):
         clean_names([], "k")
 
@@ -286,7 +286,7 @@ def test_a_file_with_questions_for_some_persons_only_is_an_error(tmp_path: Path)
                   "answer": ["Lyon.", None]}).to_csv(mixed, index=False)  # fmt: skip
     persons = {"columns": {"person": "title", "question": "question", "answer": "answer"},
                "forget": {"source": "local", "path": str(mixed)}}  # fmt: skip
-    message = r"forget\.csv: data row 2: column 'question' is empty \(expected text\); a person set given by names only"
+    message = r"forget\.csv: data row 2: column 'question' is empty \(expected text\) \(person 'Bruno Vessel'\); "
     with pytest.raises(InputError, match=message):
         build_qa(persons, 0.5, seed=0)
     names = tmp_path / "names.csv"
@@ -344,5 +344,5 @@ def test_a_names_file_with_a_name_twice_fails_before_any_job(tmp_path: Path) -> 
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump(config))
     out = snakemake("-n", "--directory", str(tmp_path), "--configfile", str(tmp_path / "bad.yaml"), check=False)
     assert out.returncode != 0
-    assert "forget_names.csv): data row 3 names 'ADA QUILL' again (first at data row 1)" in out.stdout + out.stderr
+    assert "forget_names.csv): data row 3 names 'ADA QUILL' again ('Ada Quill', data row 1)" in out.stdout + out.stderr
     assert not (tmp_path / "results").exists()

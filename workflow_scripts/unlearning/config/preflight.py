@@ -179,7 +179,7 @@ def check_config(config: Mapping[str, Any]) -> list[str]:
     for role in PERSON_ROLES:
         if persons.get(role) and "names" in persons[role]:
             try:  # an empty list or a name given twice
-                clean_names(persons[role]["names"], f"data.persons.{role}.names")
+                clean_names(persons[role]["names"], f"data.persons.{role}.names", "item")
             except InputError as exc:
                 errors.append(str(exc))
         elif persons.get(role):

@@ -75,8 +75,8 @@ def clean_qa(df: pd.DataFrame, where: str) -> pd.DataFrame:
         for i, value in enumerate(values):
             if value is None or (isinstance(value, float) and pd.isna(value)) or not str(value).strip():
                 hint = (
-                    "; a person set given by names only is a file with just the person column (or names: in the "
-                    "config), and a QA file needs a question and an answer on every row"
+                    f" (person {df.at[i, 'person']!r}); a person set given by names only is a file with just the "
+                    "person column (or names: in the config), and a QA file needs a question and an answer on every row"
                     if column != "person"
                     else ""
                 )
@@ -260,19 +260,24 @@ def names_only_columns(columns: Sequence[str], mapping: Mapping[str, str]) -> bo
     return mapping["person"] in columns and mapping["question"] not in columns and mapping["answer"] not in columns
 
 
-def clean_names(names: Sequence[Any], where: str) -> pd.DataFrame:
+def clean_names(names: Sequence[Any], where: str, unit: str = "data row") -> pd.DataFrame:
     """A names-only person set: one row per name (``person``), whitespace collapsed. An empty cell, an empty list
-    and a name given twice (as :func:`person_key` compares names) are InputErrors naming the data row."""
+    and a name given twice (as :func:`person_key` compares names) are InputErrors naming the ``unit`` (``data row``
+    of a file, ``item`` of a config list) and, for a repeat, both spellings."""
     if not len(names):
         raise InputError(f"{where}: the list of names is empty: nothing to describe")
     seen: dict[str, int] = {}
     cleaned = []
     for i, value in enumerate(names):
         if value is None or (isinstance(value, float) and pd.isna(value)) or not str(value).strip():
-            raise InputError(f"{where}: data row {i + 1}: the person's name is empty (expected text)")
+            raise InputError(f"{where}: {unit} {i + 1}: the person's name is empty (expected text)")
         key = person_key(str(value))
         if key in seen:
-            raise InputError(f"{where}: data row {i + 1} names {value!r} again (first at data row {seen[key] + 1})")
+            first = seen[key]
+            raise InputError(
+                f"{where}: {unit} {i + 1} names {value!r} again ({names[first]!r}, {unit} {first + 1}); names are "
+                "compared ignoring letter case, spacing and Unicode form"
+            )
         seen[key] = i
         cleaned.append(" ".join(str(value).split()))
     return pd.DataFrame({"person": cleaned})
@@ -294,7 +299,7 @@ def load_person_sets(persons: Mapping[str, Any]) -> tuple[dict[str, pd.DataFrame
             continue
         where = describe(spec)
         if "names" in spec:
-            tables[role] = clean_names(spec["names"], where)
+            tables[role] = clean_names(spec["names"], where, "item")
             written[role] = pd.Series([str(n) for n in spec["names"]])
             continue
         raw = load_source(spec)

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..scoring.evaluation import CORPUS_SPLITS
-from .tables import BASE, Figures, finite, metric_rows
+from .tables import BASE, Cell, Figures, finite, judged_cell, metric_rows
 
 #: the metrics shown: the base text's likelihood, its ROUGE-L recall in the model's own answer, and the membership
 #: AUCs of the forget persons' texts against the neighbours' (forget_corpus only)
@@ -38,43 +38,47 @@ def corpus_rows(fig: Figures, model: str, variants: Sequence[str]) -> list[dict[
     ]
 
 
-def _change(fig: Figures, model: str, variant: str, split: str, metric: str) -> tuple[float, float, float] | None:
-    row = fig.row(model, variant, split, metric)
-    return None if row is None or not finite(row[0]) else row[:3]
-
-
-def _text(change: tuple[float, float, float]) -> str:
-    value, low, high = change
-    return f"{value:+.3f}" + (f" [{low:+.3f}, {high:+.3f}]" if finite(low) and finite(high) else "")
+def _text(cell: Cell) -> str:
+    """A cell's change with its interval, as the table prints it."""
+    interval = f" [{cell.low:+.3f}, {cell.high:+.3f}]" if finite(cell.low) and finite(cell.high) else ""
+    return f"{cell.change:+.3f}{interval}"
 
 
 def verdicts(fig: Figures, model: str, variants: Sequence[str]) -> list[str]:
-    """One sentence per variant on whether its forgetting of the held-out texts is specific to the forget persons.
+    """One sentence per variant on whether it forgot the forget persons' held-out texts, and whether only theirs.
 
-    The base text's probability must fall on ``forget_corpus`` (the upper end of the change's interval below 0), and
-    the forget persons' texts must fall further than the neighbours' (the membership AUC's change, LOSS, above 0 at
-    the lower end of its interval); a fall that the neighbours share is named as such."""
+    It reads the table's own verdicts (:func:`unlearning.report.tables.judged_cell`: tolerance, then interval) of the
+    base texts' probability (``answer_prob``) on each corpus split and of the membership AUC (LOSS) on
+    ``forget_corpus``: forgotten where the forget texts' probability fell (verdict ``good``); specific to the forget
+    persons only where the AUC rose too (``good``), else the neighbours' and general persons' changes are named."""
     out = []
     for variant in variants:
         if variant == BASE:
             continue
-        forget = _change(fig, model, variant, "forget_corpus", "answer_prob_change")
-        neighbours = _change(fig, model, variant, "retain_corpus", "answer_prob_change")
-        auc = _change(fig, model, variant, "forget_corpus", "mia_auc_loss_change")
-        if forget is None:
+        cells = {split: judged_cell(fig, model, variant, split, "answer_prob") for split in CORPUS_SPLITS}
+        forget, auc = cells["forget_corpus"], judged_cell(fig, model, variant, "forget_corpus", "mia_auc_loss")
+        if not finite(forget.change):
             continue
         name = f"{model}/{variant}"
-        if not forget[2] < 0:
-            out.append(f"{name}: the forget persons' held-out texts did not become less likely ({_text(forget)})")
-        elif auc is not None and auc[1] > 0:
+        if forget.verdict != "good":
+            out.append(
+                f"{name}: the forget persons' held-out texts did not become measurably less likely "
+                f"({_text(forget)}, within the tolerance or the noise)"
+            )
+            continue
+        others = "; ".join(
+            f"the {label}' by {_text(cells[split])}"
+            for split, label in (("retain_corpus", "neighbours"), ("general_corpus", "general persons"))
+            if finite(cells[split].change)
+        )
+        if auc.verdict == "good":
             out.append(
                 f"{name}: the forget persons' held-out texts became less likely ({_text(forget)}), more than the "
-                f"neighbours' (membership AUC {_text(auc)}): forgetting specific to the forget persons"
+                f"neighbours' (membership AUC {_text(auc)}): forgetting specific to the forget persons ({others})"
             )
         else:
-            shared = f", the neighbours' by {_text(neighbours)}" if neighbours is not None else ""
             out.append(
-                f"{name}: the forget persons' held-out texts became less likely ({_text(forget)}){shared}; the "
-                f"membership AUC did not rise ({_text(auc) if auc else 'n/a'}): not specific to the forget persons"
+                f"{name}: the forget persons' held-out texts became less likely ({_text(forget)}), {others}; the "
+                f"membership AUC did not rise ({_text(auc)}): not specific to the forget persons"
             )
     return out

@@ -484,6 +484,7 @@ def build_context(
         "empty_note": EMPTY_NOTE,
         "ranking": ranking_table(rank) if len(rank) else None,
         "no_ranking": NO_QA_RANKING if methods and not qa_models else NO_RANKING,
+        "qa_figures": bool(qa_models),
         "tradeoff_img": _image(tradeoff, "forgetting vs collateral damage", out_md),
         "models": sections,
         "sweeps": {
