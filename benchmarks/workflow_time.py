@@ -363,8 +363,11 @@ def bench_curves(work_dir: Path, factors: tuple[int, ...], overrides: dict | Non
 # ------------------------------------------------------------------------------------- one copy of the weights
 
 
-HEAVY_ENTRIES = {"perturb": "perturb.py", "unlearn": "unlearn.py", "generate": "generate.py", "score": "score.py"}
-LOADERS = {"load_model", "from_pretrained"}
+HEAVY_ENTRIES = {
+    "perturb": "perturb.py", "unlearn": "unlearn.py", "generate": "generate.py", "score": "score.py",
+    "describe": "describe.py", "corpus_score": "corpus_score.py",
+}  # fmt: skip
+LOADERS = {"load_model", "load_imported", "from_pretrained"}
 
 
 def loader_calls(tree: ast.AST, loaders: set[str]) -> int:
@@ -374,9 +377,9 @@ def loader_calls(tree: ast.AST, loaders: set[str]) -> int:
 
 
 def weight_loads(scripts: Path = ROOT / "workflow_scripts") -> dict[str, int]:
-    """How many times each heavy entry script loads the weights (``load_model``, ``from_pretrained``; the unlearn
-    entry through the engine's ``train``, counted inside it); each must be 1: the reference policy and the
-    perplexity judge are the same weights with the adapter disabled."""
+    """How many times each heavy entry script loads the weights (``load_model``, ``load_imported``,
+    ``from_pretrained``; the unlearn entry through the engine's ``train``, counted inside it); each must be 1: the
+    reference policy and the perplexity judge are the same weights with the adapter disabled."""
     counts = {stage: loader_calls(ast.parse((scripts / name).read_text()), LOADERS) for stage, name in
               HEAVY_ENTRIES.items()}  # fmt: skip
     tree = ast.parse((scripts / "unlearning" / "training" / "engine.py").read_text())

@@ -99,79 +99,6 @@ preflight()
 VARIANTS = ["base", *UNLEARN]
 
 
-def names_only_sets():
-    """The person sets given by names only: `names:`, or a local file with just the person column (a hub dataset's
-    columns are known only when the data stage loads it; there a names-only forget set fails the unlearn jobs that
-    train on its QA, naming it)."""
-    from unlearning.data.qa_table import names_only_columns
-    from unlearning.data.sources import local_header
-
-    persons = config["data"]["persons"]
-    found = []
-    for role in ("forget", "retain", "general"):
-        spec = persons.get(role)
-        if not spec:
-            continue
-        mapping = {**persons["columns"], **(spec.get("columns") or {})}
-        header = None if "names" in spec else local_header(spec)
-        if "names" in spec or (header is not None and names_only_columns(header, mapping)):
-            found.append(role)
-    return found
-
-
-def trains_on_corpus(model, entry):
-    """Whether an entry's unlearn job of `model` reads the corpus (forget_data or retain_data corpus or both)."""
-    settings = unlearn_settings(config, model, entry)
-    return bool({settings.get("forget_data", "qa"), settings.get("retain_data", "qa")} & {"corpus", "both"})
-
-
-def check_names_only_entries():
-    """Every entry that would train on the QA pairs of a set given by names only, and attacks (scored on QA facts)
-    with a forget set given by names only: config errors before any job, all of them in one message."""
-    problems = []
-    for entry in UNLEARN:
-        for model in MODELS:
-            settings = unlearn_settings(config, model, entry)
-            found = []
-            if "forget" in NAMES_ONLY and settings.get("forget_data", "qa") != "corpus":
-                found.append(
-                    f"unlearn.{entry}: data.persons.forget is given by names only, so there are no QA pairs to "
-                    "forget: set forget_data: corpus (in the entry or in train:)"
-                )
-            retained = {s.split("_")[0] for s in settings["retain_split"]} & set(NAMES_ONLY)
-            uses_retain = settings["retain_weight"] or (settings.get("lora") or {}).get("init") == "fila"
-            if uses_retain and retained and settings.get("retain_data", "qa") == "qa":
-                found.append(
-                    f"unlearn.{entry}: retain_split names the {' and '.join(sorted(retained))} set, given by names "
-                    "only, so the retain term has no QA pairs there: set retain_data: corpus or both"
-                )
-            if found:
-                problems += found
-                break  # one model's message per entry
-    if config.get("attacks") and "forget" in NAMES_ONLY:
-        problems.append(
-            "attacks: every attack is scored on the forget persons' held-out QA facts, and data.persons.forget is "
-            "given by names only; set attacks: {}"
-        )
-    if problems:
-        if len(problems) == 1:
-            raise WorkflowError(f"config: {problems[0]}")
-        raise WorkflowError(
-            "config: a person set given by names only contradicts these settings (nothing was run):\n"
-            + "\n".join(f"- {p}" for p in problems)
-        )
-
-
-NAMES_ONLY = names_only_sets()
-# QA figures need QA for the forget persons; a forget set given by names only is scored on the corpus alone
-HAS_QA = "forget" not in NAMES_ONLY
-# the models that write a corpus: all of them where a set is given by names only, else those an entry trains on it
-CORPUS_MODELS = [m for m in MODELS if NAMES_ONLY or any(trains_on_corpus(m, e) for e in UNLEARN)]
-SUMMARY_RUNS = [(m, v) for m in MODELS for v in VARIANTS] if HAS_QA else []  # the QA score tables the summary reads
-CORPUS_RUNS = [(m, v) for m in CORPUS_MODELS for v in VARIANTS]  # the corpus score tables it reads
-check_names_only_entries()
-
-
 def checked_attacks():
     """attacks: with each entry's kind and settings resolved; a bad entry is a config error before any job."""
     from unlearning.attacks import attack_entries, attack_runs
@@ -317,6 +244,79 @@ def pairs_inputs(wildcards):
 
 
 validate_unlearn_entries()
+
+
+def names_only_sets():
+    """The person sets given by names only: `names:`, or a local file with just the person column (a hub dataset's
+    columns are known only when the data stage loads it; there a names-only forget set fails the unlearn jobs that
+    train on its QA, naming it)."""
+    from unlearning.data.person_names import names_only_columns
+    from unlearning.data.sources import local_header
+
+    persons = config["data"]["persons"]
+    found = []
+    for role in ("forget", "retain", "general"):
+        spec = persons.get(role)
+        if not spec:
+            continue
+        mapping = {**persons["columns"], **(spec.get("columns") or {})}
+        header = None if "names" in spec else local_header(spec)
+        if "names" in spec or (header is not None and names_only_columns(header, mapping)):
+            found.append(role)
+    return found
+
+
+def trains_on_corpus(model, entry):
+    """Whether an entry's unlearn job of `model` reads the corpus (forget_data or retain_data corpus or both)."""
+    settings = unlearn_settings(config, model, entry)
+    return bool({settings.get("forget_data", "qa"), settings.get("retain_data", "qa")} & {"corpus", "both"})
+
+
+def check_names_only_entries():
+    """Every entry that would train on the QA pairs of a set given by names only, and attacks (scored on QA facts)
+    with a forget set given by names only: config errors before any job, all of them in one message."""
+    problems = []
+    for entry in UNLEARN:
+        for model in MODELS:
+            settings = unlearn_settings(config, model, entry)
+            found = []
+            if "forget" in NAMES_ONLY and settings.get("forget_data", "qa") != "corpus":
+                found.append(
+                    f"unlearn.{entry}: data.persons.forget is given by names only, so there are no QA pairs to "
+                    "forget: set forget_data: corpus (in the entry or in train:)"
+                )
+            retained = {s.split("_")[0] for s in settings["retain_split"]} & set(NAMES_ONLY)
+            uses_retain = settings["retain_weight"] or (settings.get("lora") or {}).get("init") == "fila"
+            if uses_retain and retained and settings.get("retain_data", "qa") == "qa":
+                found.append(
+                    f"unlearn.{entry}: retain_split names the {' and '.join(sorted(retained))} set, given by names "
+                    "only, so the retain term has no QA pairs there: set retain_data: corpus or both"
+                )
+            if found:
+                problems += found
+                break  # one model's message per entry
+    if config.get("attacks") and "forget" in NAMES_ONLY:
+        problems.append(
+            "attacks: every attack is scored on the forget persons' held-out QA facts, and data.persons.forget is "
+            "given by names only; set attacks: {}"
+        )
+    if problems:
+        if len(problems) == 1:
+            raise WorkflowError(f"config: {problems[0]}")
+        raise WorkflowError(
+            "config: a person set given by names only contradicts these settings (nothing was run):\n"
+            + "\n".join(f"- {p}" for p in problems)
+        )
+
+
+NAMES_ONLY = names_only_sets()
+# QA figures need QA for the forget persons; a forget set given by names only is scored on the corpus alone
+HAS_QA = "forget" not in NAMES_ONLY
+# the models that write a corpus: all of them where a set is given by names only, else those an entry trains on it
+CORPUS_MODELS = [m for m in MODELS if NAMES_ONLY or any(trains_on_corpus(m, e) for e in UNLEARN)]
+SUMMARY_RUNS = [(m, v) for m in MODELS for v in VARIANTS] if HAS_QA else []  # the QA score tables the summary reads
+CORPUS_RUNS = [(m, v) for m in CORPUS_MODELS for v in VARIANTS]  # the corpus score tables it reads
+check_names_only_entries()
 
 
 def attack_inputs(wildcards):

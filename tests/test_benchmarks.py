@@ -262,7 +262,7 @@ def test_cost_curve_expected_time_scales_the_1x_point_by_the_work() -> None:
 def test_no_heavy_job_loads_the_weights_twice() -> None:
     from workflow_time import weight_loads
 
-    assert weight_loads() == {"perturb": 1, "unlearn": 1, "generate": 1, "score": 1}
+    assert weight_loads() == {"perturb": 1, "unlearn": 1, "generate": 1, "score": 1, "describe": 1, "corpus_score": 1}
 
 
 def test_cpu_features_say_whether_bf16_is_native() -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import InputError
-from ..data.qa_table import clean_names, names_only_columns
+from ..data.person_names import clean_names, names_only_columns
 from ..data.sources import (
     check_column_mapping,
     describe,

@@ -34,7 +34,8 @@ from typing import Any
 import pandas as pd
 
 from ..core.errors import InputError, capped
-from ..data.qa_table import person_key, stable_id
+from ..data.person_names import person_key
+from ..data.qa_table import stable_id
 from ..inference.prompting import PromptStyle, build_prompt, stops_at_newline
 from ..scoring.metrics import is_degenerate, rouge
 

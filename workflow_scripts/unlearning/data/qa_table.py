@@ -28,13 +28,14 @@ import random
 import re
 import tokenize
 import unicodedata
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import pandas as pd
 
 from ..core.errors import InputError, capped
 from ..core.parquet_io import TEXT_DTYPE, typed_frame
+from .person_names import clean_names, names_only_columns, person_key
 from .sources import describe, load_source, map_columns
 from .truthfulqa import from_multiple_choice, is_multiple_choice
 
@@ -99,14 +100,6 @@ def clean_qa(df: pd.DataFrame, where: str) -> pd.DataFrame:
             f"{where}: data row {i + 1} repeats the question of data row {first + 1}: {df.loc[i, 'question']!r}"
         )
     return df
-
-
-def person_key(name: str) -> str:
-    """The identity of a person name: Unicode compatibility-normalised (NFKC, so composed and decomposed accents
-    match), case-folded and with runs of whitespace made one space, as Unicode's caseless matching of identifiers
-    does. ``person_key("ADA  Lovelace") == person_key("ada lovelace")``."""
-    folded = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", name).casefold())
-    return " ".join(folded.split())
 
 
 def spelling_difference(a: str, b: str) -> str:
@@ -252,35 +245,6 @@ def split_person_set(df: pd.DataFrame, role: str, fraction: float, seed: int) ->
     if (labels == train).sum() == 0 and len(df):
         warnings.append(f"{train} is empty: no {role} question is trained on")
     return labels, warnings
-
-
-def names_only_columns(columns: Sequence[str], mapping: Mapping[str, str]) -> bool:
-    """Whether a file with ``columns`` gives its persons by name only: it has the person column and neither the
-    question nor the answer column (a file with one of them but not the other is a QA file missing a column)."""
-    return mapping["person"] in columns and mapping["question"] not in columns and mapping["answer"] not in columns
-
-
-def clean_names(names: Sequence[Any], where: str, unit: str = "data row") -> pd.DataFrame:
-    """A names-only person set: one row per name (``person``), whitespace collapsed. An empty cell, an empty list
-    and a name given twice (as :func:`person_key` compares names) are InputErrors naming the ``unit`` (``data row``
-    of a file, ``item`` of a config list) and, for a repeat, both spellings."""
-    if not len(names):
-        raise InputError(f"{where}: the list of names is empty: nothing to describe")
-    seen: dict[str, int] = {}
-    cleaned = []
-    for i, value in enumerate(names):
-        if value is None or (isinstance(value, float) and pd.isna(value)) or not str(value).strip():
-            raise InputError(f"{where}: {unit} {i + 1}: the person's name is empty (expected text)")
-        key = person_key(str(value))
-        if key in seen:
-            first = seen[key]
-            raise InputError(
-                f"{where}: {unit} {i + 1} names {value!r} again ({names[first]!r}, {unit} {first + 1}); names are "
-                "compared ignoring letter case, spacing and Unicode form"
-            )
-        seen[key] = i
-        cleaned.append(" ".join(str(value).split()))
-    return pd.DataFrame({"person": cleaned})
 
 
 def load_person_sets(persons: Mapping[str, Any]) -> tuple[dict[str, pd.DataFrame], list[str]]:
