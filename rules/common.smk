@@ -275,6 +275,7 @@ def trains_on_corpus(model, entry):
 def check_names_only_entries():
     """Every entry that would train on the QA pairs of a set given by names only, and attacks (scored on QA facts)
     with a forget set given by names only: config errors before any job, all of them in one message."""
+    from unlearning.config.preflight import role_of
     problems = []
     for entry in UNLEARN:
         for model in MODELS:
@@ -285,7 +286,7 @@ def check_names_only_entries():
                     f"unlearn.{entry}: data.persons.forget is given by names only, so there are no QA pairs to "
                     "forget: set forget_data: corpus (in the entry or in train:)"
                 )
-            retained = {s.split("_")[0] for s in settings["retain_split"]} & set(NAMES_ONLY)
+            retained = {role_of(s) for s in settings["retain_split"]} & set(NAMES_ONLY)
             uses_retain = settings["retain_weight"] or (settings.get("lora") or {}).get("init") == "fila"
             if uses_retain and retained and settings.get("retain_data", "qa") == "qa":
                 found.append(

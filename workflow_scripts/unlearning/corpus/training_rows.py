@@ -19,10 +19,10 @@ from collections.abc import Sequence
 import pandas as pd
 
 from ..core.errors import InputError
+from ..scoring.metric_registry import role_of
 
 DATA_KINDS = ("qa", "corpus", "both")
 TRAINING_COLUMNS = ["id", "person", "question", "answer", "source"]
-SET_OF_SPLIT = {"forget_train": "forget", "retain_train": "retain", "general_train": "general"}
 
 
 def corpus_training_rows(corpus: pd.DataFrame, sets: Sequence[str]) -> pd.DataFrame:
@@ -65,7 +65,7 @@ def training_rows(
     if kind in ("corpus", "both"):
         if corpus is None:
             raise InputError(f"{where}: {kind!r} trains on the describe stage's corpus, and this run has none")
-        parts.append(corpus_training_rows(corpus, [SET_OF_SPLIT[s] for s in splits]))
+        parts.append(corpus_training_rows(corpus, [role_of(s) for s in splits]))
     rows = pd.concat(parts, ignore_index=True)[TRAINING_COLUMNS]
     if rows.empty:
         raise InputError(f"{where}: {kind!r} gives no training rows for {', '.join(splits)}")
